@@ -1,0 +1,209 @@
+"""Settings: every knob of the plugin, read from ``TTMINIS_*`` variables or given in code.
+
+``Settings()`` reads the environment; ``Settings(client_key=..., ...)`` overrides it. Values are
+validated at construction and a bad one raises :class:`~tiktok_minis.errors.ConfigurationError`
+with a sentence that says what to fix. Secrets are :class:`pydantic.SecretStr`, so they stay out
+of ``repr`` and logs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from tiktok_minis.errors import ConfigurationError
+
+__all__ = ["SANDBOX_CLIENT_KEY", "SANDBOX_CLIENT_SECRET", "Settings"]
+
+#: Credentials the built-in emulator accepts in sandbox mode. Not secret: they open nothing real.
+SANDBOX_CLIENT_KEY = "sbx_client_key"
+SANDBOX_CLIENT_SECRET = "sbx_client_secret"  # noqa: S105 (a public sandbox value, not a secret)
+
+# Sandbox mode needs no secret; this fixed key keeps sandbox sessions and stored sandbox tokens
+# valid across restarts of the demo. Outside sandbox mode a real TTMINIS_SECRET_KEY is required.
+_SANDBOX_SECRET_KEY = "ttminis-sandbox-insecure-key-do-not-use-in-production"  # noqa: S105
+
+_DAYS_RANGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-\s*(\d+(?:\.\d+)?)\s*)?$")
+
+
+class Settings(BaseSettings):
+    """Every setting of the plugin (see the README's settings table)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TTMINIS_", extra="forbid", frozen=True, validate_default=True
+    )
+
+    client_key: str | None = Field(
+        default=None, description="The app's client key; unset means sandbox mode."
+    )
+    client_secret: SecretStr | None = Field(default=None, description="The app's client secret.")
+    api_base_url: str = Field(
+        default="https://open.tiktokapis.com", description="Where the TikTok Open API is."
+    )
+    database_url: str = Field(
+        default="sqlite://ttminis.sqlite3", description="A tortoise-orm database URL."
+    )
+    database_pool_size: int = Field(
+        default=20, ge=1, le=1000, description="PostgreSQL pool size (tortoise's default is 5)."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Share rooms and pushes between processes through Redis."
+    )
+    redis_channel: str = Field(
+        default="ttminis", description="The Redis pub/sub channel; one per game and environment."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs sessions and encrypts tokens at rest."
+    )
+    previous_secret_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Older secret keys, comma-separated, still accepted while rotating.",
+    )
+    placeholder_name: str = Field(
+        default="TikTok Player", min_length=1, max_length=64, description="A player without profile."
+    )
+    placeholder_avatar_url: str = Field(
+        default="/ttminis/static/default-avatar.svg",
+        min_length=1,
+        description="The avatar of a player without a profile.",
+    )
+    profile_refresh_days: Annotated[tuple[float, float], NoDecode] = Field(
+        default=(3.0, 7.0), description="A stored profile is refreshed after a random time in it."
+    )
+    session_ttl_seconds: int = Field(
+        default=30 * 24 * 3600, ge=60, description="How long a resumable session stays valid."
+    )
+    upstream_budget_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="The whole time one TikTok operation may take."
+    )
+    upstream_attempt_timeout_seconds: float = Field(
+        default=4.0, gt=0, le=60, description="The time one attempt at a TikTok call may take."
+    )
+    upstream_max_attempts: int = Field(
+        default=4, ge=1, le=10, description="Attempts per TikTok call on retryable failures."
+    )
+    upstream_retry_after_cap_seconds: float = Field(
+        default=5.0, ge=0, le=60, description="The longest Retry-After the client will honour."
+    )
+    token_refresh_leeway_seconds: int = Field(
+        default=300, ge=0, description="Refresh an access token this long before it expires."
+    )
+    push_interval_ms: int = Field(
+        default=100, ge=10, le=10_000, description="At most one board push per interval."
+    )
+    events_per_second: float = Field(
+        default=20.0, gt=0, description="Sustained events a connection may send."
+    )
+    events_burst: int = Field(
+        default=40, ge=1, description="Events a connection may send at once before the limit."
+    )
+    namespace: str = Field(default="/", pattern=r"^/", description="The Socket.IO namespace.")
+
+    @field_validator("profile_refresh_days", mode="before")
+    @classmethod
+    def _parse_days(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _DAYS_RANGE.match(value)
+            if not match:
+                raise ValueError("give a range of days like '3-7' (or one number like '5')")
+            low = float(match.group(1))
+            return (low, float(match.group(2) or low))
+        return value
+
+    @field_validator("profile_refresh_days")
+    @classmethod
+    def _check_days(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if low <= 0 or high < low:
+            raise ValueError("the range of days must be positive and low-high, like '3-7'")
+        return value
+
+    @field_validator("previous_secret_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("give an absolute http(s) URL, like https://open.tiktokapis.com")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgres|asyncpg|psycopg|mysql)://", value):
+            raise ValueError(
+                "give a tortoise-orm URL, like sqlite://ttminis.sqlite3 or postgres://user@host/db"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^rediss?://", value):
+            raise ValueError("give a redis:// or rediss:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> Settings:
+        if self.client_key is None:
+            return self
+        if self.client_secret is None or not self.client_secret.get_secret_value():
+            raise ValueError(
+                "TTMINIS_CLIENT_KEY is set but TTMINIS_CLIENT_SECRET is not: set both "
+                "(from the TikTok Developer Portal), or neither for sandbox mode"
+            )
+        if self.secret_key is None or len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError(
+                "TTMINIS_SECRET_KEY must be set to at least 32 random characters outside sandbox "
+                "mode (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(_explain(exc)) from None
+
+    @property
+    def sandbox(self) -> bool:
+        """True when no client key is set: the built-in TikTok emulator stands in for TikTok."""
+        return self.client_key is None
+
+    @property
+    def effective_client_key(self) -> str:
+        """The client key to send TikTok: the configured one, or the emulator's in sandbox mode."""
+        return self.client_key if self.client_key is not None else SANDBOX_CLIENT_KEY
+
+    @property
+    def effective_client_secret(self) -> SecretStr:
+        """The client secret to send TikTok: the configured one, or the emulator's."""
+        if self.client_secret is not None and self.client_key is not None:
+            return self.client_secret
+        return SecretStr(SANDBOX_CLIENT_SECRET)
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """The current secret key first, then the older ones still accepted."""
+        current = self.secret_key.get_secret_value() if self.secret_key else _SANDBOX_SECRET_KEY
+        return [current, *(key.get_secret_value() for key in self.previous_secret_keys)]
+
+
+def _explain(exc: ValidationError) -> str:
+    """One readable sentence per bad setting, naming the variable to fix."""
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        variable = f"TTMINIS_{field.upper()}" if error["loc"] else "settings"
+        lines.append(f"{variable}: {message}")
+    return "Invalid settings: " + "; ".join(lines)

@@ -1,0 +1,94 @@
+"""Opening and closing the database: tortoise-orm initialised once for the app's life."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from tortoise import Tortoise, connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+__all__ = ["Database", "Dialect", "connection"]
+
+Dialect = Literal["sqlite", "postgres"]
+
+_APP = "ttminis"
+_MODELS = "tiktok_minis.store.models"
+
+
+def _connection_name(dialect: Dialect) -> str:
+    # One name per dialect: tortoise caches compiled SQL per connection name, so a process that
+    # opens SQLite and later PostgreSQL (a test run does) must not reuse the SQLite statements.
+    return f"ttminis_{dialect}"
+
+
+def connection() -> BaseDBAsyncClient:
+    """The connection the plugin's models use (the database opened last)."""
+    return connections.get(_current_connection[0])
+
+
+_current_connection: list[str] = [_connection_name("sqlite")]
+
+
+def _with_pool_size(url: str, pool_size: int) -> str:
+    """The URL with a pool size, unless it names one: tortoise's default of 5 starves a server."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return url
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("maxsize", str(pool_size))
+    query.setdefault("minsize", "1")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class Database:
+    """The plugin's database: one tortoise initialisation, schemas created if missing.
+
+    ``open`` uses tortoise's global fallback so that tasks which did not inherit the context that
+    opened it (every Socket.IO handler, for one) can still query.
+    """
+
+    def __init__(self, url: str, pool_size: int = 20) -> None:
+        self.url = url
+        self._pool_size = pool_size
+        self._open = False
+
+    @property
+    def dialect(self) -> Dialect:
+        """Which SQL dialect the queries must speak."""
+        return "sqlite" if self.url.startswith("sqlite") else "postgres"
+
+    async def open(self) -> None:
+        """Connect and create any missing table. Opening an open database does nothing."""
+        if self._open:
+            return
+        name = _connection_name(self.dialect)
+        await Tortoise.init(
+            config={
+                "connections": {name: _with_pool_size(self.url, self._pool_size)},
+                "apps": {_APP: {"models": [_MODELS], "default_connection": name}},
+                "use_tz": True,
+                "timezone": "UTC",
+            },
+            _enable_global_fallback=True,
+        )
+        _current_connection[0] = name
+        self._open = True
+        await Tortoise.generate_schemas(safe=True)
+
+    async def close(self) -> None:
+        """Close every connection. Closing twice is harmless."""
+        if not self._open:
+            return
+        self._open = False
+        await Tortoise.close_connections()
+
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query."""
+        if not self._open:
+            return False
+        try:
+            await connection().execute_query("SELECT 1")
+        except Exception:  # noqa: BLE001 (any driver error means "not answering")
+            return False
+        return True

@@ -1,0 +1,69 @@
+"""Tortoise models: fields and ``Meta`` only. Queries live beside them in this package.
+
+``open_id`` is a player's primary key: every score, token and profile hangs off it. Clients
+never see it; they see ``public_id``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+__all__ = ["Consent", "PlayerRow", "ScoreRow"]
+
+
+class Consent(StrEnum):
+    """Whether the player granted ``user.info.basic`` (the wire's ``consent`` field)."""
+
+    UNKNOWN = "unknown"
+    GRANTED = "granted"
+    DENIED = "denied"
+
+
+class PlayerRow(Model):
+    """A TikTok player of this app, keyed by ``open_id``; tokens are encrypted at rest."""
+
+    open_id = fields.CharField(pk=True, max_length=128)
+    public_id = fields.CharField(max_length=32, unique=True)
+    consent = fields.CharEnumField(Consent, max_length=16, default=Consent.UNKNOWN)
+    display_name = fields.CharField(max_length=256, null=True)
+    avatar_url = fields.TextField(null=True)
+    union_id = fields.CharField(max_length=128, null=True)
+    profile_fetched_at = fields.DatetimeField(null=True)
+    profile_refresh_at = fields.DatetimeField(null=True, db_index=True)
+    scopes = fields.CharField(max_length=512, default="")
+    access_token = fields.TextField(null=True)  # Fernet ciphertext, never the token itself
+    access_expires_at = fields.DatetimeField(null=True)
+    refresh_token = fields.TextField(null=True)  # Fernet ciphertext
+    refresh_expires_at = fields.DatetimeField(null=True)
+    session_epoch = fields.IntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "ttminis_player"
+
+
+class ScoreRow(Model):
+    """A player's score on one board in one period (``all`` for boards that never reset).
+
+    ``reached_at`` is when the player reached the current score: ties rank it first-come.
+    Scores hold no names: a board is rendered by joining the current profile.
+    """
+
+    id = fields.BigIntField(pk=True)
+    board = fields.CharField(max_length=64)
+    period = fields.CharField(max_length=16)
+    player: fields.ForeignKeyRelation[PlayerRow] = fields.ForeignKeyField(
+        "ttminis.PlayerRow", related_name="scores", on_delete=fields.CASCADE, to_field="open_id"
+    )
+    score = fields.BigIntField()
+    reached_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "ttminis_score"
+        unique_together = (("board", "period", "player"),)
+        indexes = (("board", "period", "score", "reached_at"),)
