@@ -1,0 +1,29 @@
+"""A TikTok emulator for the demo, local development and tests: public API.
+
+:class:`Sandbox` holds what TikTok would know (users, grants, codes, tokens) in memory and lets
+a test act as the user (log in, press Allow or Deny, remove the app) or as a failing TikTok
+(:meth:`Sandbox.inject`). :func:`create_app` serves it over HTTP exactly as TikTok documents its
+Open API, with the control routes at ``/sandbox``; :class:`SandboxServer` runs that on a real
+loopback port::
+
+    sandbox = Sandbox()
+    async with SandboxServer(sandbox) as server:
+        settings = Settings(api_base_url=server.url)   # sandbox mode: the default credentials
+        code = sandbox.login_code(sandbox.add_user().open_id)
+"""
+
+from tiktok_minis.sandbox.clock import ManualClock
+from tiktok_minis.sandbox.control import create_control_app
+from tiktok_minis.sandbox.faults import Fault
+from tiktok_minis.sandbox.server import SandboxServer, create_app
+from tiktok_minis.sandbox.state import Sandbox, SandboxUser
+
+__all__ = [
+    "Fault",
+    "ManualClock",
+    "Sandbox",
+    "SandboxServer",
+    "SandboxUser",
+    "create_app",
+    "create_control_app",
+]
