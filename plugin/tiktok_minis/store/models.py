@@ -25,7 +25,7 @@ class Consent(StrEnum):
 class PlayerRow(Model):
     """A TikTok player of this app, keyed by ``open_id``; tokens are encrypted at rest."""
 
-    open_id = fields.CharField(pk=True, max_length=128)
+    open_id = fields.CharField(primary_key=True, max_length=128)
     public_id = fields.CharField(max_length=32, unique=True)
     consent = fields.CharEnumField(Consent, max_length=16, default=Consent.UNKNOWN)
     display_name = fields.CharField(max_length=256, null=True)
@@ -53,7 +53,7 @@ class ScoreRow(Model):
     Scores hold no names: a board is rendered by joining the current profile.
     """
 
-    id = fields.BigIntField(pk=True)
+    id = fields.BigIntField(primary_key=True)
     board = fields.CharField(max_length=64)
     period = fields.CharField(max_length=16)
     player: fields.ForeignKeyRelation[PlayerRow] = fields.ForeignKeyField(
@@ -66,4 +66,5 @@ class ScoreRow(Model):
     class Meta:
         table = "ttminis_score"
         unique_together = (("board", "period", "player"),)
-        indexes = (("board", "period", "score", "reached_at"),)
+        # The second index serves deleting a player: PostgreSQL does not index foreign keys.
+        indexes = (("board", "period", "score", "reached_at"), ("player",))
