@@ -25,7 +25,7 @@ class TokenSet:
     expires_in: int
     refresh_expires_in: int
     scopes: frozenset[str]
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 (the scheme's name, not a secret)
     issued_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
