@@ -9,11 +9,11 @@ of ``repr`` and logs.
 from __future__ import annotations
 
 import re
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from tiktok_minis.errors import ConfigurationError
 
@@ -64,7 +64,10 @@ class Settings(BaseSettings):
         description="Older secret keys, comma-separated, still accepted while rotating.",
     )
     placeholder_name: str = Field(
-        default="TikTok Player", min_length=1, max_length=64, description="A player without profile."
+        default="TikTok Player",
+        min_length=1,
+        max_length=64,
+        description="A player without profile.",
     )
     placeholder_avatar_url: str = Field(
         default="/ttminis/static/default-avatar.svg",
@@ -190,6 +193,11 @@ class Settings(BaseSettings):
         if self.client_secret is not None and self.client_key is not None:
             return self.client_secret
         return SecretStr(SANDBOX_CLIENT_SECRET)
+
+    @property
+    def token_refresh_leeway(self) -> timedelta:
+        """How long before expiry an access token is renewed."""
+        return timedelta(seconds=self.token_refresh_leeway_seconds)
 
     @property
     def secret_keys(self) -> list[str]:

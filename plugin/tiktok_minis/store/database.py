@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from tiktok_minis.errors import ConfigurationError
+
 __all__ = ["Database", "Dialect", "connection"]
 
 Dialect = Literal["sqlite", "postgres"]
@@ -24,10 +26,18 @@ def _connection_name(dialect: Dialect) -> str:
 
 def connection() -> BaseDBAsyncClient:
     """The connection the plugin's models use (the database opened last)."""
-    return connections.get(_current_connection[0])
+    client: BaseDBAsyncClient = connections.get(_current_connection[0])
+    return client
 
 
 _current_connection: list[str] = [_connection_name("sqlite")]
+
+
+class _ProcessState:
+    """Tortoise keeps one global context per process: plugin instances share it, counted."""
+
+    url: str | None = None
+    users = 0
 
 
 def _with_pool_size(url: str, pool_size: int) -> str:
@@ -59,8 +69,21 @@ class Database:
         return "sqlite" if self.url.startswith("sqlite") else "postgres"
 
     async def open(self) -> None:
-        """Connect and create any missing table. Opening an open database does nothing."""
+        """Connect and create any missing table. Opening an open database does nothing.
+
+        Several instances in one process (two game apps in a test, say) share one tortoise
+        context, so they must name the same database.
+        """
         if self._open:
+            return
+        if _ProcessState.users:
+            if _ProcessState.url != self.url:
+                raise ConfigurationError(
+                    "Another database is already open in this process; tortoise-orm keeps one "
+                    "global context, so every TikTokMinis in a process must use the same URL."
+                )
+            _ProcessState.users += 1
+            self._open = True
             return
         name = _connection_name(self.dialect)
         await Tortoise.init(
@@ -73,6 +96,7 @@ class Database:
             _enable_global_fallback=True,
         )
         _current_connection[0] = name
+        _ProcessState.url, _ProcessState.users = self.url, 1
         self._open = True
         await Tortoise.generate_schemas(safe=True)
 
@@ -81,7 +105,10 @@ class Database:
         if not self._open:
             return
         self._open = False
-        await Tortoise.close_connections()
+        _ProcessState.users -= 1
+        if _ProcessState.users == 0:
+            _ProcessState.url = None
+            await Tortoise.close_connections()
 
     async def ping(self) -> bool:
         """Whether the database answers a trivial query."""

@@ -1,0 +1,106 @@
+"""Concurrency tools the services share: keyed locks, single-flight, owned background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar
+
+__all__ = ["KeyedLock", "SingleFlight", "TaskSet"]
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+log = logging.getLogger("tiktok_minis")
+
+
+class KeyedLock(Generic[K]):
+    """One asyncio lock per key, dropped once nobody holds or waits for it (bounded memory)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[K, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: K) -> AsyncIterator[None]:
+        """Hold the lock of ``key`` for the body of the ``async with``."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class SingleFlight(Generic[K, T]):
+    """Concurrent calls with one key share one execution and its result (or its error).
+
+    The shared call runs in its own task, so a caller that gives up (is cancelled) does not cancel
+    the work the other callers wait for.
+    """
+
+    def __init__(self) -> None:
+        self._flights: dict[K, asyncio.Task[T]] = {}
+
+    async def run(self, key: K, call: Callable[[], Awaitable[T]]) -> T:
+        """The result of ``call()``, or of the call already under way for ``key``."""
+        task = self._flights.get(key)
+        if task is None:
+            task = asyncio.ensure_future(call())
+            self._flights[key] = task
+            task.add_done_callback(lambda _: self._flights.pop(key, None))
+        return await asyncio.shield(task)
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+
+class TaskSet:
+    """Background tasks owned by one object: references kept, errors logged, closed once.
+
+    ``close`` cancels whatever is still running and waits for it; closing twice is harmless.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+        """Run ``coro`` in the background; ``None`` (and the coroutine closed) once closed."""
+        if self._closed:
+            coro.close()
+            return None
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "background task failed",
+                extra={"event": "task_failed", "owner": self._name},
+                exc_info=task.exception(),
+            )
+
+    async def close(self) -> None:
+        """Cancel and await every task still running."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def __len__(self) -> int:
+        return len(self._tasks)

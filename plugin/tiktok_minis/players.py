@@ -1,0 +1,294 @@
+"""The player service: silent login, explicit authorization, tokens and the cached profile.
+
+The rules of the product live here: silent login first and never a user-info call for it;
+authorization only when the game asks; the placeholder when the player denies or TikTok says
+the scope is missing; a profile cached and refreshed every few days, never on every launch;
+access tokens renewed before they fail, one refresh per player at a time, the newest refresh
+token always kept. It knows neither Socket.IO nor HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from tiktok_minis.concurrency import KeyedLock, SingleFlight
+from tiktok_minis.errors import LoginFailed, NotAuthorized, TokenExpired, UnknownPlayer
+from tiktok_minis.profile import Placeholder
+from tiktok_minis.store import players as store
+from tiktok_minis.store.crypto import InvalidToken, TokenCipher
+from tiktok_minis.store.models import Consent, PlayerRow
+from tiktok_minis.tiktok.client import TikTokClient
+from tiktok_minis.tiktok.models import TikTokUser, TokenSet
+
+__all__ = ["PROFILE_SCOPE", "Player", "PlayerListener", "Players"]
+
+log = logging.getLogger("tiktok_minis.players")
+
+#: The scope that lets the server read a player's name and avatar.
+PROFILE_SCOPE = "user.info.basic"
+
+
+@dataclass(frozen=True, slots=True)
+class Player:
+    """A player as the game sees it: the stored profile, or the placeholder.
+
+    ``open_id`` is the permanent key (never sent to any client); ``id`` is the public id.
+    """
+
+    open_id: str
+    id: str
+    display_name: str
+    avatar_url: str
+    placeholder: bool
+    consent: Consent
+    union_id: str | None = None
+    profile_fetched_at: datetime | None = None
+    session_epoch: int = 0
+
+
+T = TypeVar("T")
+PlayerListener = Callable[[Player], None]
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Players:
+    """Logs players in, records their consent, fetches and caches their profile."""
+
+    def __init__(
+        self,
+        client: TikTokClient,
+        cipher: TokenCipher,
+        placeholder: Placeholder,
+        *,
+        refresh_days: tuple[float, float] = (3.0, 7.0),
+        token_leeway: timedelta = timedelta(minutes=5),
+        clock: Clock = _utc_now,
+    ) -> None:
+        self._client = client
+        self._cipher = cipher
+        self._placeholder = placeholder
+        self._refresh_days = refresh_days
+        self._leeway = token_leeway
+        self._clock = clock
+        self._token_locks: KeyedLock[str] = KeyedLock()
+        self._profile_fetches: SingleFlight[str, Player] = SingleFlight()
+        self._listeners: list[PlayerListener] = []
+
+    # -- the change feed ---------------------------------------------------------------------
+
+    def subscribe(self, listener: PlayerListener) -> Callable[[], None]:
+        """Call ``listener`` with the player whenever what a client sees of them changes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _changed(self, player: Player) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(player)
+            except Exception:
+                log.exception("player listener failed", extra={"event": "listener_failed"})
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _view(self, row: PlayerRow) -> Player:
+        shown = self._placeholder.show(row.display_name, row.avatar_url)
+        return Player(
+            open_id=row.open_id,
+            id=row.public_id,
+            display_name=shown.display_name,
+            avatar_url=shown.avatar_url,
+            placeholder=shown.placeholder,
+            consent=row.consent,
+            union_id=row.union_id,
+            profile_fetched_at=row.profile_fetched_at,
+            session_epoch=row.session_epoch,
+        )
+
+    async def get(self, open_id: str) -> Player | None:
+        """The stored player, or ``None`` if that ``open_id`` never logged in."""
+        row = await store.by_open_id(open_id)
+        return self._view(row) if row else None
+
+    async def get_by_public_id(self, public_id: str) -> Player | None:
+        """The player with that public id, or ``None``."""
+        row = await store.by_public_id(public_id)
+        return self._view(row) if row else None
+
+    async def _row(self, open_id: str) -> PlayerRow:
+        row = await store.by_open_id(open_id)
+        if row is None:
+            raise UnknownPlayer(
+                f"No player has logged in with that open_id ({len(open_id)} chars)."
+            )
+        return row
+
+    # -- login and authorization -------------------------------------------------------------
+
+    async def login(self, code: str) -> Player:
+        """Exchange a silent-login code and store the player: never a user-info call.
+
+        A returning player gets the profile already stored; a new one the placeholder.
+        """
+        tokens = await self._client.fetch_token(code)
+        row, created = await store.ensure_player(tokens.open_id)
+        await store.save_tokens(tokens.open_id, self._encrypt(tokens))
+        log.info(
+            "player logged in",
+            extra={"event": "login", "player": row.public_id, "new_player": created},
+        )
+        return self._view(row)
+
+    async def authorize(self, open_id: str, granted: bool, code: str | None = None) -> Player:
+        """Record the outcome of the consent popup and, when granted, fetch the profile.
+
+        With a ``code`` (from ``TTMinis.game.authorize``) the code is exchanged first and must
+        belong to ``open_id``; otherwise the stored token is used (refreshed if it expired).
+        Denial records ``denied``, calls nothing upstream and leaves the placeholder. Raises
+        :class:`NotAuthorized` (carrying the placeholder player) when TikTok says the scope is
+        missing, :class:`LoginFailed` for a bad or foreign code.
+        """
+        row = await self._row(open_id)
+        if not granted:
+            return await self._revert(row, Consent.DENIED, reason="denied")
+        if code is not None:
+            tokens = await self._client.fetch_token(code)
+            if tokens.open_id != open_id:
+                log.warning(
+                    "authorization code of another player refused",
+                    extra={"event": "authorize_foreign_code", "player": row.public_id},
+                )
+                raise LoginFailed("That authorization code belongs to another TikTok account.")
+            await store.save_tokens(open_id, self._encrypt(tokens))
+        return await self.refresh_profile(open_id)
+
+    async def refresh_profile(self, open_id: str) -> Player:
+        """Fetch the profile from TikTok now and store it; concurrent calls share one fetch."""
+        return await self._profile_fetches.run(open_id, lambda: self._fetch_profile(open_id))
+
+    async def _fetch_profile(self, open_id: str) -> Player:
+        try:
+            user = await self._with_access_token(open_id, self._client.fetch_user)
+        except NotAuthorized as exc:
+            if exc.player is not None:
+                raise
+            # TikTok says the scope is not (or no longer) granted: the real name must stop
+            # showing, and the client may offer the popup again later.
+            player = await self._revert(
+                await self._row(open_id), Consent.UNKNOWN, reason="scope_missing"
+            )
+            raise NotAuthorized(exc.message, log_id=exc.log_id, player=player) from exc
+        return await self._store_profile(await self._row(open_id), user)
+
+    async def _store_profile(self, before: PlayerRow, user: TikTokUser) -> Player:
+        now = self._clock()
+        low, high = self._refresh_days
+        await store.set_profile(
+            before.open_id,
+            display_name=(user.display_name or "").strip()[:256] or None,
+            avatar_url=user.avatar_url,
+            union_id=user.union_id,
+            fetched_at=now,
+            refresh_at=now + timedelta(days=random.uniform(low, high)),
+        )
+        after = self._view(await self._row(before.open_id))
+        log.info("profile stored", extra={"event": "profile_stored", "player": after.id})
+        if after != self._view(before):
+            self._changed(after)
+        return after
+
+    async def _revert(self, row: PlayerRow, consent: Consent, *, reason: str) -> Player:
+        """Back to the placeholder with ``consent``; pushed if a client saw something else."""
+        await store.revert_to_placeholder(row.open_id, consent)
+        after = self._view(await self._row(row.open_id))
+        log.info("player shown as placeholder", extra={"event": reason, "player": after.id})
+        if after != self._view(row):
+            self._changed(after)
+        return after
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def _encrypt(self, tokens: TokenSet) -> store.EncryptedTokens:
+        return store.EncryptedTokens(
+            access_token=self._cipher.encrypt(tokens.access_token),
+            access_expires_at=tokens.access_expires_at,
+            refresh_token=self._cipher.encrypt(tokens.refresh_token),
+            refresh_expires_at=tokens.refresh_expires_at,
+            scopes=",".join(sorted(tokens.scopes)),
+        )
+
+    def _decrypt(self, ciphertext: str | None) -> str | None:
+        if ciphertext is None:
+            return None
+        try:
+            return self._cipher.decrypt(ciphertext)
+        except InvalidToken:
+            # Encrypted under a key no longer configured: as good as no token at all.
+            log.warning("stored token unreadable", extra={"event": "token_unreadable"})
+            return None
+
+    async def access_token(self, open_id: str) -> str:
+        """A working access token for ``open_id`` (for payments, say), refreshed if due."""
+        return await self._fresh_access_token(open_id, stale=None)
+
+    async def _with_access_token(self, open_id: str, call: Callable[[str], Awaitable[T]]) -> T:
+        """Call with a fresh token; on ``access_token_invalid`` refresh then retry once."""
+        token = await self._fresh_access_token(open_id, stale=None)
+        try:
+            return await call(token)
+        except TokenExpired:
+            token = await self._fresh_access_token(open_id, stale=token)
+            return await call(token)
+
+    async def _fresh_access_token(self, open_id: str, *, stale: str | None) -> str:
+        """The stored access token, refreshed first if it expires within the leeway or is ``stale``.
+
+        One refresh per player at a time: later callers find the new token when they get the lock.
+        """
+        async with self._token_locks.hold(open_id):
+            row = await self._row(open_id)
+            access = self._decrypt(row.access_token)
+            expires = row.access_expires_at
+            if (
+                access is not None
+                and access != stale
+                and expires is not None
+                and expires - self._leeway > self._clock()
+            ):
+                return access
+            return await self._refresh_tokens(row)
+
+    async def _refresh_tokens(self, row: PlayerRow) -> str:
+        """Trade the refresh token for new tokens; revert to the placeholder if it is dead."""
+        for _ in range(2):  # a second pass only when another process rotated the token meanwhile
+            refresh = self._decrypt(row.refresh_token)
+            if refresh is None or row.refresh_token is None:
+                break
+            try:
+                tokens = await self._client.refresh_token(refresh)
+            except LoginFailed:
+                latest = await self._row(row.open_id)
+                if latest.refresh_token != row.refresh_token:
+                    row = latest  # another process refreshed first: its token is the live one
+                    continue
+                break
+            if await store.replace_tokens(row.open_id, row.refresh_token, self._encrypt(tokens)):
+                log.info(
+                    "tokens refreshed", extra={"event": "token_refresh", "player": row.public_id}
+                )
+                return tokens.access_token
+            row = await self._row(row.open_id)
+            access = self._decrypt(row.access_token)
+            if access is not None:
+                return access
+        await store.clear_tokens(row.open_id)
+        player = await self._revert(row, Consent.UNKNOWN, reason="grant_lost")
+        raise NotAuthorized("The player's TikTok grant has expired or was revoked.", player=player)
