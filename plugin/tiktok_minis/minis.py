@@ -1,0 +1,179 @@
+"""The composition root: :class:`TikTokMinis` builds every part in order, closes in reverse."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from tiktok_minis.concurrency import TaskSet
+from tiktok_minis.leaderboards import BoardRegistry, Leaderboards
+from tiktok_minis.players import Player, Players
+from tiktok_minis.profile import Placeholder
+from tiktok_minis.realtime import LoginHook, Realtime
+from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
+from tiktok_minis.sessions import SessionSigner
+from tiktok_minis.settings import Settings
+from tiktok_minis.store.crypto import TokenCipher
+from tiktok_minis.store.database import Database
+from tiktok_minis.tiktok.client import TikTokClient
+
+__all__ = ["MINIS_KEY", "TikTokMinis"]
+
+log = logging.getLogger("tiktok_minis")
+
+STATIC_DIR = Path(__file__).parent / "static"
+#: Where the plugin serves its own files and, in sandbox mode, the emulator's browser routes.
+URL_PREFIX = "/ttminis"
+
+MINIS_KEY: web.AppKey[TikTokMinis] = web.AppKey("tiktok_minis", object)  # type: ignore[arg-type]
+
+# Socket.IO frames carry small JSON payloads; 64 KiB leaves room and bounds a flood's memory.
+_MAX_FRAME_BYTES = 64 * 1024
+
+
+class TikTokMinis:
+    """The plugin, as a game embeds it.
+
+    ::
+
+        minis = TikTokMinis(Settings())
+        minis.boards.define(Board("global", client_scores=True))
+        sio = minis.create_server()          # or the game's own AsyncServer
+        sio.attach(app)
+        minis.attach(sio, app)
+
+    ``players`` and ``leaderboards`` are the services for the game's own server code; they work
+    once the app has started (or after ``await minis.start()`` outside aiohttp).
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.boards = BoardRegistry()
+        #: The built-in TikTok emulator, in sandbox mode (no client key); else ``None``.
+        self.sandbox: Sandbox | None = Sandbox() if self.settings.sandbox else None
+        self.database = Database(self.settings.database_url, self.settings.database_pool_size)
+        self._client = TikTokClient.from_settings(self.settings)
+        placeholder = Placeholder(
+            self.settings.placeholder_name, self.settings.placeholder_avatar_url
+        )
+        self.players = Players(
+            self._client,
+            TokenCipher(self.settings.secret_keys),
+            placeholder,
+            refresh_days=self.settings.profile_refresh_days,
+            token_leeway=self.settings.token_refresh_leeway,
+        )
+        self.leaderboards = Leaderboards(self.boards, self.database, placeholder)
+        self.sessions = SessionSigner(self.settings.secret_keys, self.settings.session_ttl_seconds)
+        self._login_hooks: list[LoginHook] = []
+        self._realtime: Realtime | None = None
+        self._sandbox_server: SandboxServer | None = None
+        self._tasks = TaskSet("tiktok-minis")
+        self._started = False
+        self.players.subscribe(self._player_changed)
+
+    # -- what a game calls --------------------------------------------------------------------
+
+    def on_login(self, hook: LoginHook) -> LoginHook:
+        """Decorate ``async def hook(sid, player)``: called after each successful login."""
+        self._login_hooks.append(hook)
+        return hook
+
+    def create_server(self, **options: Any) -> socketio.AsyncServer:
+        """An ``AsyncServer`` set up for the plugin: Redis manager when configured, sane limits."""
+        if self.settings.redis_url:
+            options.setdefault(
+                "client_manager",
+                socketio.AsyncRedisManager(
+                    self.settings.redis_url,
+                    channel=self.settings.redis_channel,
+                    # redis-py's default socket_timeout makes the listener drop messages.
+                    redis_options={"socket_timeout": None, "socket_connect_timeout": 5},
+                    logger=logging.getLogger("tiktok_minis.redis"),
+                ),
+            )
+        options.setdefault("async_mode", "aiohttp")
+        options.setdefault("cors_allowed_origins", [])
+        options.setdefault("max_http_buffer_size", _MAX_FRAME_BYTES)
+        return socketio.AsyncServer(**options)
+
+    def attach(self, sio: socketio.AsyncServer, app: web.Application) -> None:
+        """Register the events on ``sio`` and the plugin's routes and lifecycle on ``app``."""
+        if self._realtime is not None:
+            raise RuntimeError("TikTokMinis.attach() was already called")
+        self._realtime = Realtime(
+            sio,
+            players=self.players,
+            leaderboards=self.leaderboards,
+            sessions=self.sessions,
+            settings=self.settings,
+            login_hooks=self._login_hooks,
+        )
+        self._realtime.register()
+        self.leaderboards.subscribe(self._realtime.board_changed)
+        app.router.add_static(f"{URL_PREFIX}/static/", STATIC_DIR, append_version=False)
+        if self.sandbox is not None:
+            self.sandbox.avatar_base_url = f"{URL_PREFIX}/sandbox"
+            app.add_subapp(f"{URL_PREFIX}/sandbox/", create_control_app(self.sandbox))
+        app[MINIS_KEY] = self
+        app.cleanup_ctx.append(self._lifespan)
+
+    @property
+    def connection_count(self) -> int:
+        """Sockets this process holds on the plugin's namespace (0 before ``attach``)."""
+        return self._realtime.connection_count if self._realtime else 0
+
+    async def healthy(self) -> bool:
+        """Whether the plugin is started and its database answers."""
+        return self._started and await self.database.ping()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the database, the emulator (sandbox mode) and the TikTok client, in that order."""
+        if self._started:
+            return
+        await self.database.open()
+        if self.sandbox is not None:
+            log.warning(
+                "sandbox mode: a built-in TikTok emulator stands in for TikTok; set "
+                "TTMINIS_CLIENT_KEY, TTMINIS_CLIENT_SECRET and TTMINIS_SECRET_KEY for production",
+                extra={"event": "sandbox_mode"},
+            )
+            self._sandbox_server = SandboxServer(self.sandbox)
+            await self._sandbox_server.start()
+            self._client.base_url = self._sandbox_server.url
+        await self._client.start()
+        self._started = True
+
+    async def close(self) -> None:
+        """Close everything ``start`` opened, in reverse. Closing twice is harmless."""
+        self._started = False
+        if self._realtime is not None:
+            await self._realtime.close()
+        await self._tasks.close()
+        self._tasks = TaskSet("tiktok-minis")
+        await self._client.close()
+        if self._sandbox_server is not None:
+            await self._sandbox_server.close()
+            self._sandbox_server = None
+        await self.database.close()
+
+    async def _lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.close()
+
+    # -- wiring between the services and the pushes ------------------------------------------
+
+    def _player_changed(self, player: Player) -> None:
+        if self._realtime is not None:
+            self._tasks.spawn(self._realtime.push_player(player))
+        self._tasks.spawn(self.leaderboards.notify_profile_changed(player.open_id))

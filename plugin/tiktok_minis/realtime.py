@@ -1,0 +1,304 @@
+"""The Socket.IO face: event handlers, payload validation, sessions, rate limits and pushes.
+
+This is the only module that knows Socket.IO. It validates each payload into a typed command,
+calls a service, and answers every event through its ack with ``{"ok": true, ...}`` or
+``{"ok": false, "error": {...}}``. It never raises into Socket.IO: an unexpected failure becomes
+``internal_error`` with a reference that the log line carries too. Service change events become
+pushes: ``player:update`` to a player's own connections, coalesced ``leaderboard:update`` to a
+board's watchers.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+
+from tiktok_minis.errors import (
+    InternalError,
+    MinisError,
+    NotAuthorized,
+    NotLoggedIn,
+    RateLimited,
+)
+from tiktok_minis.leaderboards import BoardChange, Leaderboards
+from tiktok_minis.players import Player, Players
+from tiktok_minis.pushes import BoardPusher
+from tiktok_minis.ratelimit import TokenBucket
+from tiktok_minis.sessions import InvalidSession, SessionSigner
+from tiktok_minis.settings import Settings
+from tiktok_minis.wire import (
+    AroundPayload,
+    AuthorizePayload,
+    BoardPayload,
+    EmptyPayload,
+    LoginPayload,
+    SubmitPayload,
+    entry_to_wire,
+    parse,
+    player_to_wire,
+)
+
+__all__ = ["LoginHook", "Realtime"]
+
+log = logging.getLogger("tiktok_minis.realtime")
+
+Ack = dict[str, Any]
+LoginHook = Callable[[str, Player], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Connection:
+    """What the server knows of one connection; lives as long as the socket."""
+
+    bucket: TokenBucket
+    open_id: str | None = None
+    public_id: str | None = None
+    boards: set[str] = field(default_factory=set)
+
+    def require_login(self) -> str:
+        if self.open_id is None:
+            raise NotLoggedIn()
+        return self.open_id
+
+
+Handler = Callable[[str, _Connection, Any], Awaitable[Ack]]
+
+
+def _failure(error: MinisError) -> Ack:
+    return {"ok": False, "error": {"code": error.code, "message": error.message}}
+
+
+def _board_room(board: str) -> str:
+    return f"board:{board}"
+
+
+def _player_room(public_id: str) -> str:
+    return f"player:{public_id}"
+
+
+class Realtime:
+    """Registers the plugin's events on the game's ``AsyncServer`` and pushes changes."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        *,
+        players: Players,
+        leaderboards: Leaderboards,
+        sessions: SessionSigner,
+        settings: Settings,
+        login_hooks: list[LoginHook],
+    ) -> None:
+        self._sio = sio
+        self._players = players
+        self._leaderboards = leaderboards
+        self._sessions = sessions
+        self._settings = settings
+        self._namespace = settings.namespace
+        self._login_hooks = login_hooks
+        self._connections: dict[str, _Connection] = {}
+        self._pusher = BoardPusher(settings.push_interval_ms / 1000, self._push_board)
+
+    @property
+    def connection_count(self) -> int:
+        """How many sockets this process holds on the plugin's namespace."""
+        return len(self._connections)
+
+    def register(self) -> None:
+        """Put the handlers on the server (once, before it serves)."""
+        on = self._sio.on
+        ns = self._namespace
+        on("connect", namespace=ns)(self._on_connect)
+        on("disconnect", namespace=ns)(self._on_disconnect)
+        events: dict[str, Handler] = {
+            "tiktok:login": self._login,
+            "tiktok:authorize": self._authorize,
+            "tiktok:logout": self._logout,
+            "tiktok:me": self._me,
+            "leaderboard:join": self._join,
+            "leaderboard:leave": self._leave,
+            "leaderboard:submit": self._submit,
+            "leaderboard:around": self._around,
+        }
+        for event, handler in events.items():
+            on(event, namespace=ns)(self._guard(event, handler))
+
+    async def close(self) -> None:
+        """Stop pushing. Closing twice is harmless."""
+        await self._pusher.close()
+
+    # -- the guard every event goes through ---------------------------------------------------
+
+    def _guard(self, event: str, handler: Handler) -> Callable[..., Awaitable[Ack]]:
+        async def on_event(sid: str, data: Any = None, *_extra: Any) -> Ack:
+            connection = self._connections.get(sid)
+            if connection is None:  # an event racing the disconnect
+                return _failure(NotLoggedIn("The connection is closing."))
+            if not connection.bucket.take():
+                return _failure(RateLimited())
+            try:
+                return {"ok": True, **await handler(sid, connection, data)}
+            except NotAuthorized as exc:
+                ack = _failure(exc)
+                if isinstance(exc.player, Player):
+                    ack["player"] = player_to_wire(exc.player)
+                return ack
+            except MinisError as exc:
+                if exc.log_id:
+                    log.info(
+                        "event refused",
+                        extra={"event": event, "code": exc.code, "log_id": exc.log_id},
+                    )
+                return _failure(exc)
+            except Exception:
+                reference = secrets.token_hex(6)
+                log.exception("event failed", extra={"event": event, "reference": reference})
+                return _failure(InternalError(reference))
+
+        on_event.__name__ = f"on_{event.replace(':', '_')}"
+        return on_event
+
+    # -- connection lifecycle -----------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        connection = _Connection(
+            TokenBucket(self._settings.events_per_second, self._settings.events_burst)
+        )
+        session = auth.get("session") if isinstance(auth, dict) else None
+        if session is not None:
+            try:
+                player = await self._resume(session)
+            except InvalidSession as exc:
+                raise socketio.exceptions.ConnectionRefusedError(
+                    exc.message, {"code": exc.code}
+                ) from None
+            except Exception:
+                reference = secrets.token_hex(6)
+                log.exception("resume failed", extra={"event": "resume", "reference": reference})
+                error = InternalError(reference)
+                raise socketio.exceptions.ConnectionRefusedError(
+                    error.message, {"code": error.code}
+                ) from None
+            self._connections[sid] = connection
+            await self._bind(sid, connection, player)
+            log.info("session resumed", extra={"event": "resume", "player": player.id})
+        else:
+            self._connections[sid] = connection
+
+    async def _resume(self, session: object) -> Player:
+        claims = self._sessions.verify(session)
+        player = await self._players.get_by_public_id(claims.public_id)
+        if player is None or player.session_epoch != claims.epoch:
+            raise InvalidSession()
+        return player
+
+    async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
+        self._connections.pop(sid, None)
+
+    async def _bind(self, sid: str, connection: _Connection, player: Player) -> None:
+        if connection.public_id is not None and connection.public_id != player.id:
+            await self._sio.leave_room(sid, _player_room(connection.public_id), self._namespace)
+        connection.open_id = player.open_id
+        connection.public_id = player.id
+        await self._sio.enter_room(sid, _player_room(player.id), self._namespace)
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def _login(self, sid: str, connection: _Connection, data: Any) -> Ack:
+        payload = parse(LoginPayload, data)
+        player = await self._players.login(payload.code)
+        await self._bind(sid, connection, player)
+        for hook in self._login_hooks:
+            try:
+                await hook(sid, player)
+            except Exception:
+                # The game's hook failing is the game's bug; the player is logged in regardless.
+                log.exception("on_login hook failed", extra={"event": "hook_failed"})
+        return {
+            "player": player_to_wire(player),
+            "session": self._sessions.issue(player.id, player.session_epoch),
+        }
+
+    async def _authorize(self, sid: str, connection: _Connection, data: Any) -> Ack:
+        payload = parse(AuthorizePayload, data)
+        open_id = connection.require_login()
+        player = await self._players.authorize(open_id, payload.granted, payload.code)
+        return {"player": player_to_wire(player)}
+
+    async def _me(self, sid: str, connection: _Connection, data: Any) -> Ack:
+        parse(EmptyPayload, data)
+        if connection.open_id is None:
+            return {"player": None}
+        player = await self._players.get(connection.open_id)
+        return {"player": player_to_wire(player) if player else None}
+
+    async def _logout(self, sid: str, connection: _Connection, data: Any) -> Ack:
+        parse(EmptyPayload, data)
+        if connection.public_id is not None:
+            await self._sio.leave_room(sid, _player_room(connection.public_id), self._namespace)
+        connection.open_id = connection.public_id = None
+        return {}
+
+    async def _join(self, sid: str, connection: _Connection, data: Any) -> Ack:
+        board = self._leaderboards.boards.get(parse(BoardPayload, data).board).name
+        entries = await self._leaderboards.top(board)
+        me = None
+        if connection.open_id is not None:
+            me = await self._leaderboards.entry(board, connection.open_id)
+        await self._sio.enter_room(sid, _board_room(board), self._namespace)
+        connection.boards.add(board)
+        return {
+            "board": board,
+            "entries": [entry_to_wire(entry) for entry in entries],
+            "me": entry_to_wire(me) if me else None,
+        }
+
+    async def _leave(self, sid: str, connection: _Connection, data: Any) -> Ack:
+        board = self._leaderboards.boards.get(parse(BoardPayload, data).board).name
+        await self._sio.leave_room(sid, _board_room(board), self._namespace)
+        connection.boards.discard(board)
+        return {}
+
+    async def _submit(self, sid: str, connection: _Connection, data: Any) -> Ack:
+        payload = parse(SubmitPayload, data)
+        open_id = connection.require_login()
+        entry = await self._leaderboards.submit(
+            open_id, payload.board, payload.score, from_client=True
+        )
+        return {"board": payload.board, "me": entry_to_wire(entry)}
+
+    async def _around(self, sid: str, connection: _Connection, data: Any) -> Ack:
+        payload = parse(AroundPayload, data)
+        board = self._leaderboards.boards.get(payload.board).name
+        open_id = connection.require_login()
+        entries = await self._leaderboards.around(board, open_id, payload.radius)
+        return {"board": board, "entries": [entry_to_wire(entry) for entry in entries]}
+
+    # -- pushes -------------------------------------------------------------------------------
+
+    def board_changed(self, change: BoardChange) -> None:
+        """A service listener: the board's top may have changed; push it soon."""
+        self._pusher.changed(change.board)
+
+    async def _push_board(self, board: str) -> None:
+        entries = await self._leaderboards.top(board)
+        await self._sio.emit(
+            "leaderboard:update",
+            {"board": board, "entries": [entry_to_wire(entry) for entry in entries]},
+            room=_board_room(board),
+            namespace=self._namespace,
+        )
+
+    async def push_player(self, player: Player) -> None:
+        """Send ``player:update`` to every connection of that player (across processes)."""
+        await self._sio.emit(
+            "player:update",
+            {"player": player_to_wire(player)},
+            room=_player_room(player.id),
+            namespace=self._namespace,
+        )
