@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
+from game import FAST_UPSTREAM, Game, run_game
 
+from tiktok_minis import Settings
 from tiktok_minis.store.database import Database, connection
 
 POSTGRES_URL = os.environ.get(
@@ -20,7 +22,9 @@ REDIS_URL = os.environ.get("TTMINIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 1
+        ):
             return True
     except OSError:
         return False
@@ -81,3 +85,16 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     finally:
         await _truncate(database)
         await database.close()
+
+
+@pytest.fixture
+def game_settings(sqlite_url: str) -> Settings:
+    """Sandbox-mode settings with a fresh SQLite file and a fast-failing upstream budget."""
+    return Settings(database_url=sqlite_url, **FAST_UPSTREAM)
+
+
+@pytest.fixture
+async def game(game_settings: Settings) -> AsyncIterator[Game]:
+    """The example game in sandbox mode on a loopback port."""
+    async with run_game(game_settings) as running:
+        yield running

@@ -1,0 +1,40 @@
+"""Run the example game: ``python -m example_server [--host HOST] [--port PORT]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aiohttp import web
+
+from example_server.app import create_app
+from tiktok_minis import ConfigurationError
+from tiktok_minis.logs import JsonFormatter
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, configure logging and serve until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m example_server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    args = parser.parse_args(argv)
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+    try:
+        app = create_app()
+    except ConfigurationError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    print(f"Example game on http://{args.host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr)
+    web.run_app(app, host=args.host, port=args.port, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The public API: exactly the names __all__ lists, importable from the package root."""
+
+from __future__ import annotations
+
+import tiktok_minis
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    """__all__ is sorted and every public attribute of the package is in it."""
+    public = {
+        name
+        for name, value in vars(tiktok_minis).items()
+        if not name.startswith("_") and not isinstance(value, type(tiktok_minis))
+    }
+    assert sorted(tiktok_minis.__all__) == tiktok_minis.__all__
+    assert set(tiktok_minis.__all__) == public
+
+
+def test_every_error_has_a_wire_code() -> None:
+    """Every exported error carries one of PROTOCOL.md's codes."""
+    documented = {
+        "invalid_payload",
+        "not_logged_in",
+        "login_failed",
+        "not_authorized",
+        "upstream_unavailable",
+        "unknown_board",
+        "score_rejected",
+        "rate_limited",
+        "internal_error",
+    }
+    errors = [
+        getattr(tiktok_minis, name)
+        for name in tiktok_minis.__all__
+        if isinstance(getattr(tiktok_minis, name), type)
+        and issubclass(getattr(tiktok_minis, name), tiktok_minis.MinisError)
+    ]
+    assert len(errors) >= 10
+    assert {error.code for error in errors} == documented
