@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -256,7 +255,7 @@ async def test_retry_after_beyond_the_cap_is_capped(client: TikTokClient) -> Non
 @pytest.mark.parametrize(
     "exception",
     [
-        asyncio.TimeoutError(),
+        TimeoutError(),
         aiohttp.ClientConnectionError("refused"),
         aiohttp.ServerDisconnectedError(),
     ],
