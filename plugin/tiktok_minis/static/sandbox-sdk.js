@@ -1,0 +1,179 @@
+/*
+ * A stand-in for TikTok's mini-game SDK (window.TTMinis) for the sandbox: it talks to the
+ * emulator's browser routes, mounted by the game server at /ttminis/sandbox, instead of TikTok.
+ *
+ * Inside a real TikTok runtime the real SDK is already defined and this file does nothing.
+ *
+ *   TTMinis.game.login({success, fail, complete})            success({code})
+ *   TTMinis.game.authorize({scope, success, fail, complete})  an Allow / Deny dialog
+ *   TTMinis.game.setStorage / getStorage / removeStorage / clearStorage, and the *Sync variants
+ *
+ * The "device" (which TikTok account this phone is logged in as) is a random id kept in
+ * sessionStorage: two windows are two players, and a reload keeps the same one.
+ * window.TTMinisSandbox has helpers for the demo: rename(), revoke(), newDevice().
+ */
+(function () {
+  "use strict";
+  if (window.TTMinis) return;
+
+  var BASE = "/ttminis/sandbox";
+  var DEVICE_KEY = "ttminis-sandbox-device";
+  var DENIED = 10001; // a plausible error_code for "the user pressed Deny"
+
+  function newId() {
+    var bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, function (b) { return b.toString(16).padStart(2, "0"); }).join("");
+  }
+
+  function device() {
+    var id = sessionStorage.getItem(DEVICE_KEY);
+    if (!id) {
+      id = newId();
+      sessionStorage.setItem(DEVICE_KEY, id);
+    }
+    return id;
+  }
+
+  function sdkError(code, message) {
+    return { error: { error_code: code, error_msg: message, error_extra: {} } };
+  }
+
+  function post(path, body) {
+    return fetch(BASE + path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(Object.assign({ device: device() }, body || {})),
+    }).then(function (response) {
+      return response.json().then(function (data) {
+        if (!response.ok) throw new Error(data.error || "sandbox error " + response.status);
+        return data;
+      });
+    });
+  }
+
+  function settle(options, promise) {
+    promise.then(
+      function (result) {
+        if (options.success) options.success(result);
+        if (options.complete) options.complete(result);
+      },
+      function (error) {
+        var failure = error && error.error ? error : sdkError(-1, String(error && error.message));
+        if (options.fail) options.fail(failure);
+        if (options.complete) options.complete(failure);
+      }
+    );
+  }
+
+  function consentDialog(scope) {
+    return new Promise(function (resolve) {
+      var overlay = document.createElement("div");
+      overlay.className = "ttminis-consent";
+      overlay.setAttribute("role", "dialog");
+      overlay.setAttribute("aria-modal", "true");
+      overlay.innerHTML =
+        '<div class="ttminis-consent-card">' +
+        '<div class="ttminis-consent-logo">&#9834;</div>' +
+        '<p class="ttminis-consent-title"></p>' +
+        '<p class="ttminis-consent-text">Your public profile: display name and avatar.</p>' +
+        '<p class="ttminis-consent-scope"></p>' +
+        '<button type="button" class="ttminis-allow">Allow</button>' +
+        '<button type="button" class="ttminis-deny">Deny</button>' +
+        '<p class="ttminis-consent-note">Sandbox: no real TikTok account is used.</p>' +
+        "</div>";
+      overlay.querySelector(".ttminis-consent-title").textContent =
+        (document.title || "This game") + " would like to access";
+      overlay.querySelector(".ttminis-consent-scope").textContent = "scope: " + scope;
+      function answer(allowed) {
+        overlay.remove();
+        resolve(allowed);
+      }
+      overlay.querySelector(".ttminis-allow").addEventListener("click", function () { answer(true); });
+      overlay.querySelector(".ttminis-deny").addEventListener("click", function () { answer(false); });
+      document.body.appendChild(overlay);
+      overlay.querySelector(".ttminis-allow").focus();
+    });
+  }
+
+  function storageKey(key) {
+    return "ttminis-sandbox:" + device() + ":" + key;
+  }
+
+  var storage = {
+    setStorageSync: function (key, data) {
+      localStorage.setItem(storageKey(key), JSON.stringify(data));
+    },
+    getStorageSync: function (key) {
+      var raw = localStorage.getItem(storageKey(key));
+      return raw === null ? undefined : JSON.parse(raw);
+    },
+    removeStorageSync: function (key) {
+      localStorage.removeItem(storageKey(key));
+    },
+    clearStorageSync: function () {
+      var prefix = storageKey("");
+      Object.keys(localStorage).forEach(function (key) {
+        if (key.indexOf(prefix) === 0) localStorage.removeItem(key);
+      });
+    },
+  };
+
+  function asyncStorage(name, run) {
+    return function (options) {
+      options = options || {};
+      settle(options, new Promise(function (resolve) { resolve(run(options)); }));
+    };
+  }
+
+  window.TTMinis = {
+    sandbox: true,
+    game: {
+      login: function (options) {
+        options = options || {};
+        settle(options, post("/login"));
+      },
+      authorize: function (options) {
+        options = options || {};
+        var scope = options.scope || "user.info.basic";
+        settle(
+          options,
+          consentDialog(scope).then(function (allowed) {
+            if (allowed) return post("/authorize");
+            return post("/deny").then(function () {
+              throw sdkError(DENIED, "user denied");
+            });
+          })
+        );
+      },
+      setStorageSync: storage.setStorageSync,
+      getStorageSync: storage.getStorageSync,
+      removeStorageSync: storage.removeStorageSync,
+      clearStorageSync: storage.clearStorageSync,
+      setStorage: asyncStorage("setStorage", function (o) { storage.setStorageSync(o.key, o.data); return {}; }),
+      getStorage: asyncStorage("getStorage", function (o) {
+        var data = storage.getStorageSync(o.key);
+        if (data === undefined) throw sdkError(-2, "no such key");
+        return { data: data };
+      }),
+      removeStorage: asyncStorage("removeStorage", function (o) { storage.removeStorageSync(o.key); return {}; }),
+      clearStorage: asyncStorage("clearStorage", function () { storage.clearStorageSync(); return {}; }),
+    },
+  };
+
+  window.TTMinisSandbox = {
+    get device() { return device(); },
+    /** Switch this window to a brand-new TikTok account (a new player). */
+    newDevice: function () {
+      sessionStorage.setItem(DEVICE_KEY, newId());
+    },
+    /** Rename this account on TikTok's side (the game sees it at the next profile fetch). */
+    rename: function (displayName) {
+      return post("/profile", { display_name: displayName });
+    },
+    /** Remove the game from this account's TikTok settings: every grant and token revoked. */
+    revoke: function () {
+      return post("/revoke");
+    },
+  };
+})();
