@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.message, file=sys.stderr)
         return 2
     print(f"Example game on http://{args.host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr)
-    web.run_app(app, host=args.host, port=args.port, print=None)
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=3.0)
     return 0
 
 

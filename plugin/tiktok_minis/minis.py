@@ -123,10 +123,30 @@ class TikTokMinis:
         app[MINIS_KEY] = self
         app.cleanup_ctx.append(self._lifespan)
 
+        async def close_sockets(_: web.Application) -> None:
+            # Tell every client this process is going away, so it reconnects elsewhere and
+            # resumes its session. Browsers may keep the websocket open regardless: pair this
+            # with a short shutdown_timeout in web.run_app (the example server uses 3 s).
+            # wait=False: a socket whose client is already gone never drains its queue, and
+            # engineio's disconnect() would wait on it forever.
+            for socket in list(sio.eio.sockets.values()):
+                await socket.close(wait=False, reason=sio.eio.reason.SERVER_DISCONNECT)
+
+        app.on_shutdown.append(close_sockets)
+
     @property
     def connection_count(self) -> int:
         """Sockets this process holds on the plugin's namespace (0 before ``attach``)."""
         return self._realtime.connection_count if self._realtime else 0
+
+    def open_id_of(self, sid: str) -> str | None:
+        """The ``open_id`` of the player logged in on connection ``sid`` of this process.
+
+        ``None`` before login, after logout, for an unknown ``sid`` and before ``attach``. It
+        covers resumed sessions too (which do not run the ``on_login`` hooks), so a game's own
+        events can find their player: ``open_id = minis.open_id_of(sid)``.
+        """
+        return self._realtime.open_id_of(sid) if self._realtime else None
 
     async def healthy(self) -> bool:
         """Whether the plugin is started and its database answers."""

@@ -109,6 +109,11 @@ class Realtime:
         """How many sockets this process holds on the plugin's namespace."""
         return len(self._connections)
 
+    def open_id_of(self, sid: str) -> str | None:
+        """The ``open_id`` of the player logged in on connection ``sid``, or ``None``."""
+        connection = self._connections.get(sid)
+        return connection.open_id if connection is not None else None
+
     def register(self) -> None:
         """Put the handlers on the server (once, before it serves)."""
         on = self._sio.on
@@ -185,7 +190,12 @@ class Realtime:
                     error.message, {"code": error.code}
                 ) from None
             self._connections[sid] = connection
-            await self._bind(sid, connection, player)
+            try:
+                await self._bind(sid, connection, player)
+            except ValueError:
+                # The client went away while its session was being checked: nothing to bind.
+                self._connections.pop(sid, None)
+                return
             log.info("session resumed", extra={"event": "resume", "player": player.id})
         else:
             self._connections[sid] = connection

@@ -25,9 +25,15 @@ __all__ = ["GameClient", "serve"]
 
 
 @asynccontextmanager
-async def serve(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Run ``app`` on a free loopback port for the body of the ``async with``; yields its URL."""
-    runner = web.AppRunner(app, handle_signals=False)
+async def serve(
+    app: web.Application, host: str = "127.0.0.1", shutdown_timeout: float = 1.0
+) -> AsyncIterator[str]:
+    """Run ``app`` on a free loopback port for the body of the ``async with``; yields its URL.
+
+    A short ``shutdown_timeout``: a browser may keep its websocket open after the server said
+    goodbye, and aiohttp would otherwise wait a minute for it.
+    """
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, 0)
     await site.start()
