@@ -16,11 +16,12 @@ demo: $(STAMP)
 	$(BIN)/python -m example_server $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check plugin example_server tests bench
-	$(BIN)/ruff format --check plugin example_server tests bench
+	$(BIN)/ruff check plugin example_server tests bench docs
+	$(BIN)/ruff format --check plugin example_server tests bench docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict docs/examples
 
 unit: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
