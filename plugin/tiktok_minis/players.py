@@ -25,7 +25,7 @@ from tiktok_minis.store.models import Consent, PlayerRow
 from tiktok_minis.tiktok.client import TikTokClient
 from tiktok_minis.tiktok.models import TikTokUser, TokenSet
 
-__all__ = ["PROFILE_SCOPE", "Player", "PlayerListener", "Players"]
+__all__ = ["PROFILE_SCOPE", "AvatarKeeper", "Player", "PlayerListener", "Players"]
 
 log = logging.getLogger("tiktok_minis.players")
 
@@ -54,6 +54,12 @@ class Player:
 T = TypeVar("T")
 PlayerListener = Callable[[Player], None]
 Clock = Callable[[], datetime]
+#: Turns TikTok's short-lived avatar link into a lasting one (or ``None``: the default avatar).
+AvatarKeeper = Callable[[str | None], Awaitable[str | None]]
+
+
+async def _keep_link(url: str | None) -> str | None:
+    return url
 
 
 def _utc_now() -> datetime:
@@ -72,8 +78,10 @@ class Players:
         refresh_days: tuple[float, float] = (3.0, 7.0),
         token_leeway: timedelta = timedelta(minutes=5),
         clock: Clock = _utc_now,
+        keep_avatar: AvatarKeeper = _keep_link,
     ) -> None:
         self._client = client
+        self._keep_avatar = keep_avatar
         self._cipher = cipher
         self._placeholder = placeholder
         self._refresh_days = refresh_days
@@ -194,7 +202,7 @@ class Players:
         await store.set_profile(
             before.open_id,
             display_name=(user.display_name or "").strip()[:256] or None,
-            avatar_url=user.avatar_url,
+            avatar_url=await self._keep_avatar(user.avatar_url),
             union_id=user.union_id,
             fetched_at=now,
             refresh_at=now + timedelta(days=random.uniform(low, high)),
@@ -204,6 +212,18 @@ class Players:
         if after != self._view(before):
             self._changed(after)
         return after
+
+    async def revoke_grant(self, open_id: str, *, reason: str) -> Player | None:
+        """TikTok says the player removed the app: drop tokens and profile, consent ``unknown``.
+
+        Pushed live when a client saw a name. Idempotent; ``None`` for an unknown ``open_id``.
+        The next login works as for anyone: a fresh code brings fresh tokens.
+        """
+        row = await store.by_open_id(open_id)
+        if row is None:
+            return None
+        await store.clear_tokens(open_id)
+        return await self._revert(row, Consent.UNKNOWN, reason=reason)
 
     async def _revert(self, row: PlayerRow, consent: Consent, *, reason: str) -> Player:
         """Back to the placeholder with ``consent``; pushed if a client saw something else."""

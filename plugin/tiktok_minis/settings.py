@@ -105,6 +105,32 @@ class Settings(BaseSettings):
         default=40, ge=1, description="Events a connection may send at once before the limit."
     )
     namespace: str = Field(default="/", pattern=r"^/", description="The Socket.IO namespace.")
+    upstream_rate_per_second: float = Field(
+        default=8.0,
+        gt=0,
+        description="Calls to TikTok per second, all endpoints, this process (600/min = 10/s).",
+    )
+    refresher_enabled: bool = Field(
+        default=True, description="Refresh granted profiles in the background."
+    )
+    refresher_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often the refresher looks for due players."
+    )
+    refresher_batch_size: int = Field(
+        default=200, ge=1, le=10_000, description="Due players claimed per round."
+    )
+    refresher_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Profile refreshes in flight at once."
+    )
+    avatar_max_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="The largest avatar image fetched and stored."
+    )
+    avatar_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="The time one avatar download may take."
+    )
+    webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, description="How old a signed webhook request may be."
+    )
 
     @field_validator("profile_refresh_days", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
-__all__ = ["Consent", "PlayerRow", "ScoreRow"]
+__all__ = ["AvatarRow", "Consent", "PlayerRow", "ScoreRow", "WebhookEventRow"]
 
 
 class Consent(StrEnum):
@@ -33,6 +33,10 @@ class PlayerRow(Model):
     union_id = fields.CharField(max_length=128, null=True)
     profile_fetched_at = fields.DatetimeField(null=True)
     profile_refresh_at = fields.DatetimeField(null=True, db_index=True)
+    # The background refresher's bookkeeping: a claim (lease) so that several processes never
+    # refresh one player twice, and the failures in a row that set its backoff.
+    refresh_claimed_until = fields.DatetimeField(null=True)
+    refresh_failures = fields.IntField(default=0)
     scopes = fields.CharField(max_length=512, default="")
     access_token = fields.TextField(null=True)  # Fernet ciphertext, never the token itself
     access_expires_at = fields.DatetimeField(null=True)
@@ -68,3 +72,29 @@ class ScoreRow(Model):
         unique_together = (("board", "period", "player"),)
         # The second index serves deleting a player: PostgreSQL does not index foreign keys.
         indexes = (("board", "period", "score", "reached_at"), ("player",))
+
+
+class AvatarRow(Model):
+    """An avatar image fetched from TikTok, stored under the SHA-256 of its bytes.
+
+    Content-addressed: players with the same picture share a row, and a row never changes.
+    """
+
+    digest = fields.CharField(primary_key=True, max_length=64)
+    content_type = fields.CharField(max_length=64)
+    data = fields.BinaryField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "ttminis_avatar"
+
+
+class WebhookEventRow(Model):
+    """A webhook event already handled, by the digest of its signed body: replays are ignored."""
+
+    digest = fields.CharField(primary_key=True, max_length=64)
+    event = fields.CharField(max_length=64)
+    received_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "ttminis_webhook_event"
