@@ -31,6 +31,7 @@ from tiktok_minis.errors import (
 )
 from tiktok_minis.settings import Settings
 from tiktok_minis.tiktok.models import USER_INFO_FIELDS, TikTokUser, TokenSet
+from tiktok_minis.tiktok.throttle import UpstreamThrottle, retry_after_seconds
 
 __all__ = ["CallObserver", "Endpoint", "TikTokClient"]
 
@@ -120,14 +121,7 @@ class _Backoff(ExponentialRetry):
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP date: rare from APIs, and the exponential backoff is fine then
-    return max(0.0, seconds) if seconds == seconds else None  # NaN check
+    return retry_after_seconds(response.headers.get("Retry-After"))
 
 
 class TikTokClient:
@@ -135,6 +129,7 @@ class TikTokClient:
     ``fetch_user``.
 
     Takes an ``aiohttp.ClientSession`` or opens its own on ``start``; closes only what it opened.
+    A ``throttle`` limits the session it opens (a given session needs its ``trace_config()``).
     ``base_url`` may be changed before ``start`` (the sandbox emulator's port is known late).
     """
 
@@ -151,9 +146,12 @@ class TikTokClient:
         retry_after_cap: float = 5.0,
         backoff_base: float = 0.2,
         on_call: CallObserver | None = None,
+        throttle: UpstreamThrottle | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.on_call = on_call
+        #: The shared rate limit; it applies to the session this client opens itself.
+        self.throttle = throttle
         self._client_key = client_key
         self._client_secret = client_secret
         self._session = session
@@ -186,6 +184,7 @@ class TikTokClient:
             attempt_timeout=settings.upstream_attempt_timeout_seconds,
             max_attempts=settings.upstream_max_attempts,
             retry_after_cap=settings.upstream_retry_after_cap_seconds,
+            throttle=UpstreamThrottle(settings.upstream_rate_per_second),
         )
 
     def __repr__(self) -> str:
@@ -198,7 +197,8 @@ class TikTokClient:
         if self._http is not None:
             return
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            traces = [self.throttle.trace_config()] if self.throttle is not None else None
+            self._session = aiohttp.ClientSession(trace_configs=traces)
             self._owns_session = True
         self._http = RetryClient(client_session=self._session, logger=_QUIET)
 
