@@ -1,4 +1,8 @@
-"""Opening and closing the database: tortoise-orm initialised once for the app's life."""
+"""Opening and closing the database: tortoise-orm initialised once for the app's life.
+
+Opening also brings the schema up to date with tortoise's migrations (see ``store.schema``);
+``migrate`` does only that, for an operator upgrading a deployment.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,11 @@ from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from tiktok_minis.errors import ConfigurationError
+from tiktok_minis.store.schema import apply_migrations, tortoise_config
 
-__all__ = ["Database", "Dialect", "connection"]
+__all__ = ["Database", "Dialect", "connection", "migrate"]
 
 Dialect = Literal["sqlite", "postgres"]
-
-_APP = "ttminis"
-_MODELS = "tiktok_minis.store.models"
 
 
 def _connection_name(dialect: Dialect) -> str:
@@ -52,7 +54,7 @@ def _with_pool_size(url: str, pool_size: int) -> str:
 
 
 class Database:
-    """The plugin's database: one tortoise initialisation, schemas created if missing.
+    """The plugin's database: one tortoise initialisation, the schema migrated on opening.
 
     ``open`` uses tortoise's global fallback so that tasks which did not inherit the context that
     opened it (every Socket.IO handler, for one) can still query.
@@ -69,13 +71,18 @@ class Database:
         return "sqlite" if self.url.startswith("sqlite") else "postgres"
 
     async def open(self) -> None:
-        """Connect and create any missing table. Opening an open database does nothing.
+        """Connect and apply any pending migration. Opening an open database does nothing.
 
-        Several instances in one process (two game apps in a test, say) share one tortoise
-        context, so they must name the same database.
+        An empty database gets the whole schema; one made before migrations existed is adopted
+        as it stands. Several instances in one process (two game apps in a test, say) share one
+        tortoise context, so they must name the same database; the first one migrates it.
         """
+        await self._open_and_migrate()
+
+    async def _open_and_migrate(self) -> list[str]:
+        """``open``, returning the names of the migrations it applied."""
         if self._open:
-            return
+            return []
         if _ProcessState.users:
             if _ProcessState.url != self.url:
                 raise ConfigurationError(
@@ -84,21 +91,22 @@ class Database:
                 )
             _ProcessState.users += 1
             self._open = True
-            return
+            return []
         name = _connection_name(self.dialect)
         await Tortoise.init(
-            config={
-                "connections": {name: _with_pool_size(self.url, self._pool_size)},
-                "apps": {_APP: {"models": [_MODELS], "default_connection": name}},
-                "use_tz": True,
-                "timezone": "UTC",
-            },
+            config=tortoise_config(name, _with_pool_size(self.url, self._pool_size)),
             _enable_global_fallback=True,
         )
+        try:
+            applied = await apply_migrations(name)
+        except BaseException:
+            # Not open: the next open starts from a clean context rather than a half-open one.
+            await Tortoise.close_connections()
+            raise
         _current_connection[0] = name
         _ProcessState.url, _ProcessState.users = self.url, 1
         self._open = True
-        await Tortoise.generate_schemas(safe=True)
+        return applied
 
     async def close(self) -> None:
         """Close every connection. Closing twice is harmless."""
@@ -119,3 +127,18 @@ class Database:
         except Exception:  # noqa: BLE001 (any driver error means "not answering")
             return False
         return True
+
+
+async def migrate(url: str) -> list[str]:
+    """Bring the database at ``url`` up to date; the names of the migrations applied, in order.
+
+    For operators: upgrade a deployment once, ahead of starting the new version, and see what
+    ran. Game servers also migrate when they open the database, so this step is optional; it is
+    safe while servers start against the same PostgreSQL (they wait on one advisory lock). An
+    empty list means the database was already current (or already opened by this process).
+    """
+    database = Database(url, pool_size=2)
+    try:
+        return await database._open_and_migrate()
+    finally:
+        await database.close()
