@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -25,9 +26,11 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": False}, status=503)
 
 
-def create_app(settings: Settings | None = None) -> web.Application:
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] | None = None
+) -> web.Application:
     """The example game's aiohttp app: the plugin, board ``global``, ``/`` and ``/healthz``."""
-    minis = TikTokMinis(settings)
+    minis = TikTokMinis(settings, clock=clock)
     minis.boards.define(Board("global", order="desc", operator="best", client_scores=True))
     sio = minis.create_server()
     app = web.Application()

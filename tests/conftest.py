@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 from game import FAST_UPSTREAM, Game, run_game
 
@@ -42,7 +43,9 @@ def require_service(name: str, url: str, default_port: int) -> None:
 
 async def _truncate(db: Database) -> None:
     if db.dialect == "postgres":
-        await connection().execute_script("TRUNCATE ttminis_score, ttminis_player CASCADE")
+        await connection().execute_script(
+            "TRUNCATE ttminis_score, ttminis_player, ttminis_avatar, ttminis_webhook_event CASCADE"
+        )
 
 
 @pytest.fixture
@@ -85,6 +88,13 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     finally:
         await _truncate(database)
         await database.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain HTTP client with a short overall timeout (a browser, TikTok's webhook sender)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        yield session
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,9 +60,11 @@ class Game:
 
 
 @asynccontextmanager
-async def run_game(settings: Settings, minis_setup: Any = None) -> AsyncIterator[Game]:
-    """Start the example game with ``settings`` on a loopback port."""
-    app = create_app(settings)
+async def run_game(
+    settings: Settings, minis_setup: Any = None, clock: Callable[[], float] | None = None
+) -> AsyncIterator[Game]:
+    """Start the example game with ``settings`` (and a ``clock``) on a loopback port."""
+    app = create_app(settings, clock=clock)
     minis = app[MINIS_KEY]
     if minis_setup is not None:
         minis_setup(minis)

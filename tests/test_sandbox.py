@@ -97,13 +97,6 @@ async def server(sandbox: Sandbox) -> AsyncIterator[SandboxServer]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain client session with a short overall timeout."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
-@pytest.fixture
 def api(http: aiohttp.ClientSession, server: SandboxServer) -> Api:
     """The client bound to the running emulator."""
     return Api(http, server)

@@ -387,6 +387,12 @@ class Leaderboards:
             self._entry,
         )
 
+    def announce_all(self) -> None:
+        """Announce every board's current period (after a player vanished from all of them)."""
+        now = self._clock()
+        for definition in self.boards:
+            self._emit(BoardChange(definition.name, definition.period_key(now)))
+
     async def notify_profile_changed(self, open_id: str) -> None:
         """Announce every board whose current top ``live_size`` shows this player.
 

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import socketio
 from aiohttp import web
 
+from tiktok_minis.avatars import Avatars
 from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.leaderboards import BoardRegistry, Leaderboards
 from tiktok_minis.players import Player, Players
 from tiktok_minis.profile import Placeholder
 from tiktok_minis.realtime import LoginHook, Realtime
+from tiktok_minis.refresher import Refresher
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
 from tiktok_minis.sessions import SessionSigner
 from tiktok_minis.settings import Settings
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.database import Database
 from tiktok_minis.tiktok.client import TikTokClient
+from tiktok_minis.webhook import add_webhook_route
 
 __all__ = ["MINIS_KEY", "TikTokMinis"]
 
@@ -51,13 +56,24 @@ class TikTokMinis:
     once the app has started (or after ``await minis.start()`` outside aiohttp).
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, clock: Callable[[], float] | None = None
+    ) -> None:
+        """``clock`` (seconds since the epoch) replaces the real time, emulator included: tests
+        move it by hand (:class:`tiktok_minis.sandbox.ManualClock`) to make days pass at once."""
         self.settings = settings if settings is not None else Settings()
+        self.clock: Callable[[], float] = clock if clock is not None else time.time
         self.boards = BoardRegistry()
         #: The built-in TikTok emulator, in sandbox mode (no client key); else ``None``.
-        self.sandbox: Sandbox | None = Sandbox() if self.settings.sandbox else None
+        self.sandbox: Sandbox | None = Sandbox(clock=self.clock) if self.settings.sandbox else None
         self.database = Database(self.settings.database_url, self.settings.database_pool_size)
         self._client = TikTokClient.from_settings(self.settings)
+        self.avatars = Avatars(
+            max_bytes=self.settings.avatar_max_bytes,
+            timeout_seconds=self.settings.avatar_timeout_seconds,
+            default_avatar_url=self.settings.placeholder_avatar_url,
+            url_prefix=f"{URL_PREFIX}/avatars",
+        )
         placeholder = Placeholder(
             self.settings.placeholder_name, self.settings.placeholder_avatar_url
         )
@@ -67,8 +83,19 @@ class TikTokMinis:
             placeholder,
             refresh_days=self.settings.profile_refresh_days,
             token_leeway=self.settings.token_refresh_leeway,
+            clock=self._now,
+            keep_avatar=self.avatars.keep,
         )
-        self.leaderboards = Leaderboards(self.boards, self.database, placeholder)
+        self.leaderboards = Leaderboards(self.boards, self.database, placeholder, clock=self._now)
+        self.refresher = Refresher(
+            self.players,
+            dialect=lambda: self.database.dialect,
+            clock=self._now,
+            interval_seconds=self.settings.refresher_interval_seconds,
+            batch_size=self.settings.refresher_batch_size,
+            concurrency=self.settings.refresher_concurrency,
+            throttle=self._client.throttle,
+        )
         self.sessions = SessionSigner(self.settings.secret_keys, self.settings.session_ttl_seconds)
         self._login_hooks: list[LoginHook] = []
         self._realtime: Realtime | None = None
@@ -76,6 +103,7 @@ class TikTokMinis:
         self._tasks = TaskSet("tiktok-minis")
         self._started = False
         self.players.subscribe(self._player_changed)
+        self.players.subscribe_forgotten(self._player_forgotten)
 
     # -- what a game calls --------------------------------------------------------------------
 
@@ -117,8 +145,19 @@ class TikTokMinis:
         self._realtime.register()
         self.leaderboards.subscribe(self._realtime.board_changed)
         app.router.add_static(f"{URL_PREFIX}/static/", STATIC_DIR, append_version=False)
+        self.avatars.add_routes(app)
+        add_webhook_route(
+            app,
+            players=self.players,
+            client_key=self.settings.effective_client_key,
+            client_secret=self.settings.effective_client_secret.get_secret_value(),
+            tolerance_seconds=self.settings.webhook_tolerance_seconds,
+            clock=self.clock,
+            path=f"{URL_PREFIX}/webhooks/tiktok",
+        )
         if self.sandbox is not None:
-            self.sandbox.avatar_base_url = f"{URL_PREFIX}/sandbox"
+            # The emulator's avatar links stay absolute (its own loopback server): the plugin
+            # fetches them and serves copies under /ttminis/avatars/, as with TikTok's CDN.
             app.add_subapp(f"{URL_PREFIX}/sandbox/", create_control_app(self.sandbox))
         app[MINIS_KEY] = self
         app.cleanup_ctx.append(self._lifespan)
@@ -169,16 +208,21 @@ class TikTokMinis:
             await self._sandbox_server.start()
             self._client.base_url = self._sandbox_server.url
         await self._client.start()
+        await self.avatars.start()
+        if self.settings.refresher_enabled:
+            self.refresher.start()
         self._started = True
 
     async def close(self) -> None:
         """Close everything ``start`` opened, in reverse. Closing twice is harmless."""
         self._started = False
+        await self.refresher.close()
         if self._realtime is not None:
             await self._realtime.close()
         await self._tasks.close()
         self._tasks = TaskSet("tiktok-minis")
         await self._client.close()
+        await self.avatars.close()
         if self._sandbox_server is not None:
             await self._sandbox_server.close()
             self._sandbox_server = None
@@ -192,6 +236,14 @@ class TikTokMinis:
             await self.close()
 
     # -- wiring between the services and the pushes ------------------------------------------
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def _player_forgotten(self, player: Player) -> None:
+        if self._realtime is not None:
+            self._tasks.spawn(self._realtime.drop_player(player))
+        self.leaderboards.announce_all()
 
     def _player_changed(self, player: Player) -> None:
         if self._realtime is not None:

@@ -17,7 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from tiktok_minis.concurrency import KeyedLock, SingleFlight
-from tiktok_minis.errors import LoginFailed, NotAuthorized, TokenExpired, UnknownPlayer
+from tiktok_minis.errors import (
+    LoginFailed,
+    MinisError,
+    NotAuthorized,
+    TokenExpired,
+    UnknownPlayer,
+)
 from tiktok_minis.profile import Placeholder
 from tiktok_minis.store import players as store
 from tiktok_minis.store.crypto import InvalidToken, TokenCipher
@@ -25,7 +31,14 @@ from tiktok_minis.store.models import Consent, PlayerRow
 from tiktok_minis.tiktok.client import TikTokClient
 from tiktok_minis.tiktok.models import TikTokUser, TokenSet
 
-__all__ = ["PROFILE_SCOPE", "AvatarKeeper", "Player", "PlayerListener", "Players"]
+__all__ = [
+    "PROFILE_SCOPE",
+    "AvatarKeeper",
+    "Forgotten",
+    "Player",
+    "PlayerListener",
+    "Players",
+]
 
 log = logging.getLogger("tiktok_minis.players")
 
@@ -49,6 +62,16 @@ class Player:
     union_id: str | None = None
     profile_fetched_at: datetime | None = None
     session_epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What ``Players.forget`` did."""
+
+    player: Player  # as it was before
+    revoked_at_tiktok: bool
+    scores: int  # deleted, or moved to an anonymous stand-in
+    scores_anonymised: bool
 
 
 T = TypeVar("T")
@@ -90,6 +113,7 @@ class Players:
         self._token_locks: KeyedLock[str] = KeyedLock()
         self._profile_fetches: SingleFlight[str, Player] = SingleFlight()
         self._listeners: list[PlayerListener] = []
+        self._forgotten_listeners: list[PlayerListener] = []
 
     # -- the change feed ---------------------------------------------------------------------
 
@@ -98,8 +122,17 @@ class Players:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
+    def subscribe_forgotten(self, listener: PlayerListener) -> Callable[[], None]:
+        """Call ``listener`` with the player as they were, once they have been forgotten."""
+        self._forgotten_listeners.append(listener)
+        return lambda: self._forgotten_listeners.remove(listener)
+
     def _changed(self, player: Player) -> None:
-        for listener in list(self._listeners):
+        self._notify(self._listeners, player)
+
+    @staticmethod
+    def _notify(listeners: list[PlayerListener], player: Player) -> None:
+        for listener in list(listeners):
             try:
                 listener(player)
             except Exception:
@@ -224,6 +257,47 @@ class Players:
             return None
         await store.clear_tokens(open_id)
         return await self._revert(row, Consent.UNKNOWN, reason=reason)
+
+    async def forget(self, open_id: str, *, anonymise_scores: bool = False) -> Forgotten:
+        """Forget a player: revoke the grant at TikTok, delete tokens, profile and the row.
+
+        Their scores are deleted, or with ``anonymise_scores`` kept under an anonymous stand-in
+        shown as the placeholder. Local deletion happens even when TikTok cannot be reached (the
+        result says so). Their sessions stop resuming; a later login is a new player. Raises
+        :class:`UnknownPlayer` for an ``open_id`` that is not stored.
+        """
+        row = await self._row(open_id)
+        before = self._view(row)
+        revoked = await self._revoke_at_tiktok(row)
+        scores = await store.forget_player(open_id, anonymise_scores=anonymise_scores)
+        log.info(
+            "player forgotten",
+            extra={
+                "event": "forget",
+                "player": before.id,
+                "revoked": revoked,
+                "scores": scores,
+                "anonymised": anonymise_scores,
+            },
+        )
+        self._notify(self._forgotten_listeners, before)
+        return Forgotten(before, revoked, scores, anonymise_scores)
+
+    async def _revoke_at_tiktok(self, row: PlayerRow) -> bool:
+        """Revoke the stored grant; ``False`` when there was none or TikTok could not be told."""
+        if row.refresh_token is None and row.access_token is None:
+            return False
+        try:
+            await self._with_access_token(row.open_id, self._client.revoke_token)
+        except NotAuthorized:
+            return False  # the grant was already dead: nothing left to revoke
+        except MinisError as exc:
+            log.warning(
+                "revoke at tiktok failed",
+                extra={"event": "revoke_failed", "player": row.public_id, "code": exc.code},
+            )
+            return False
+        return True
 
     async def _revert(self, row: PlayerRow, consent: Consent, *, reason: str) -> Player:
         """Back to the placeholder with ``consent``; pushed if a client saw something else."""

@@ -304,6 +304,17 @@ class Realtime:
             namespace=self._namespace,
         )
 
+    async def drop_player(self, player: Player) -> None:
+        """Disconnect this process's connections of a forgotten player.
+
+        Their clients reconnect, find their session refused (the player no longer exists) and
+        log in again as a new player. Other processes' connections notice at their next event.
+        """
+        for sid, connection in list(self._connections.items()):
+            if connection.public_id == player.id:
+                connection.open_id = connection.public_id = None
+                await self._sio.disconnect(sid, namespace=self._namespace)
+
     async def push_player(self, player: Player) -> None:
         """Send ``player:update`` to every connection of that player (across processes)."""
         await self._sio.emit(

@@ -11,16 +11,23 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
 
-from tiktok_minis.store.models import Consent, PlayerRow
+from tiktok_minis.store.database import Dialect, connection
+from tiktok_minis.store.models import Consent, PlayerRow, ScoreRow
 
 __all__ = [
     "EncryptedTokens",
     "by_open_id",
     "by_public_id",
+    "claim_due_profiles",
     "clear_tokens",
     "ensure_player",
+    "forget_player",
     "new_public_id",
+    "postpone_refresh",
     "replace_tokens",
     "revert_to_placeholder",
     "save_tokens",
@@ -128,6 +135,8 @@ async def set_profile(
         "profile_fetched_at": fetched_at,
         "profile_refresh_at": refresh_at,
         "consent": Consent.GRANTED,
+        "refresh_claimed_until": None,
+        "refresh_failures": 0,
     }
     if union_id:  # user info returns it only when asked; never erase a known one
         fields["union_id"] = union_id
@@ -146,5 +155,90 @@ async def revert_to_placeholder(open_id: str, consent: Consent) -> None:
         avatar_url=None,
         profile_fetched_at=None,
         profile_refresh_at=None,
+        refresh_claimed_until=None,
+        refresh_failures=0,
         consent=consent,
     )
+
+
+def _due(now: datetime) -> Q:
+    """Granted players whose refresh time has come and whom no live claim holds."""
+    return Q(consent=Consent.GRANTED, profile_refresh_at__lte=now) & (
+        Q(refresh_claimed_until__isnull=True) | Q(refresh_claimed_until__lt=now)
+    )
+
+
+async def _open_ids(query: QuerySet[PlayerRow]) -> list[str]:
+    rows = await query.values_list("open_id", flat=True)
+    return [str(open_id) for open_id in rows]
+
+
+_CLAIM_SQL = f"""
+UPDATE ttminis_player SET refresh_claimed_until = $2
+WHERE open_id IN (
+    SELECT open_id FROM ttminis_player
+    WHERE consent = '{Consent.GRANTED.value}' AND profile_refresh_at <= $1
+      AND (refresh_claimed_until IS NULL OR refresh_claimed_until < $1)
+    ORDER BY profile_refresh_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING open_id
+"""  # noqa: S608 (a constant enum value, no input)
+
+
+async def claim_due_profiles(
+    dialect: Dialect, *, now: datetime, lease_until: datetime, limit: int
+) -> list[str]:
+    """Claim up to ``limit`` players due for a profile refresh until ``lease_until``.
+
+    Several processes may call this at once: no player is claimed twice while a lease holds.
+    PostgreSQL skips rows another transaction is claiming (``FOR UPDATE SKIP LOCKED``); SQLite
+    has no row locks, so each claim there is a conditional update that only one caller wins.
+    A claim that its holder never finished (a crash) lapses at ``lease_until``.
+    """
+    if dialect == "postgres":
+        # One statement: the rows are locked from the SELECT until the lease is written, and a
+        # row another process is claiming right now is skipped, not waited for.
+        rows = await connection().execute_query_dict(_CLAIM_SQL, [now, lease_until, limit])
+        return [str(row["open_id"]) for row in rows]
+    candidates = await _open_ids(
+        PlayerRow.filter(_due(now)).order_by("profile_refresh_at").limit(limit)
+    )
+    claimed = []
+    for open_id in candidates:
+        won = await PlayerRow.filter(_due(now), open_id=open_id).update(
+            refresh_claimed_until=lease_until
+        )
+        if won:
+            claimed.append(open_id)
+    return claimed
+
+
+async def postpone_refresh(open_id: str, *, failures: int, refresh_at: datetime) -> None:
+    """A refresh failed upstream: try again at ``refresh_at``, and release the claim."""
+    await PlayerRow.filter(open_id=open_id).update(
+        refresh_failures=failures, profile_refresh_at=refresh_at, refresh_claimed_until=None
+    )
+
+
+async def forget_player(open_id: str, *, anonymise_scores: bool) -> int:
+    """Delete the player: tokens, profile, ids. Their scores are deleted, or anonymised.
+
+    Anonymised scores move, in the same transaction, to a new player row that has no TikTok
+    identity (a random key that no login can produce, a new public id, no profile), so boards
+    keep their history and show the placeholder. Returns how many scores were deleted or moved.
+    """
+    async with in_transaction(connection().connection_name) as transaction:
+        scores = ScoreRow.filter(player_id=open_id).using_db(transaction)
+        if anonymise_scores:
+            stand_in = await PlayerRow.create(
+                open_id=f"forgotten:{secrets.token_urlsafe(24)}",
+                public_id=new_public_id(),
+                using_db=transaction,
+            )
+            affected = await scores.update(player_id=stand_in.open_id)
+        else:
+            affected = await scores.delete()
+        await PlayerRow.filter(open_id=open_id).using_db(transaction).delete()
+        return int(affected)
