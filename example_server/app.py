@@ -29,7 +29,12 @@ async def _healthz(request: web.Request) -> web.Response:
 def create_app(
     settings: Settings | None = None, *, clock: Callable[[], float] | None = None
 ) -> web.Application:
-    """The example game's aiohttp app: the plugin, board ``global``, ``/`` and ``/healthz``."""
+    """The example game's aiohttp app: the plugin, board ``global``, and its own routes.
+
+    ``/`` (the demo page), ``/healthz`` and ``/metrics`` (Prometheus).
+
+    ``clock`` (seconds since the epoch) replaces the real time, for tests that make days pass.
+    """
     minis = TikTokMinis(settings, clock=clock)
     minis.boards.define(Board("global", order="desc", operator="best", client_scores=True))
     sio = minis.create_server()
@@ -38,5 +43,6 @@ def create_app(
     minis.attach(sio, app)
     app.router.add_get("/", _index)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", minis.metrics.handler)
     app.router.add_static("/static/", STATIC_DIR)
     return app

@@ -15,6 +15,7 @@ from aiohttp import web
 from tiktok_minis.avatars import Avatars
 from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.leaderboards import BoardRegistry, Leaderboards
+from tiktok_minis.metrics import Metrics
 from tiktok_minis.players import Player, Players
 from tiktok_minis.profile import Placeholder
 from tiktok_minis.realtime import LoginHook, Realtime
@@ -68,6 +69,12 @@ class TikTokMinis:
         self.sandbox: Sandbox | None = Sandbox(clock=self.clock) if self.settings.sandbox else None
         self.database = Database(self.settings.database_url, self.settings.database_pool_size)
         self._client = TikTokClient.from_settings(self.settings)
+        #: Prometheus metrics; serve ``metrics.handler`` where the scraper looks.
+        self.metrics = Metrics()
+        self._client.on_call = self.metrics.upstream
+        if self._client.throttle is not None:
+            self.metrics.watch_throttle(self._client.throttle)
+        self.metrics.watch_connections(lambda: self.connection_count)
         self.avatars = Avatars(
             max_bytes=self.settings.avatar_max_bytes,
             timeout_seconds=self.settings.avatar_timeout_seconds,
@@ -95,6 +102,7 @@ class TikTokMinis:
             batch_size=self.settings.refresher_batch_size,
             concurrency=self.settings.refresher_concurrency,
             throttle=self._client.throttle,
+            on_round=self.metrics.refresh_round,
         )
         self.sessions = SessionSigner(self.settings.secret_keys, self.settings.session_ttl_seconds)
         self._login_hooks: list[LoginHook] = []
@@ -141,6 +149,8 @@ class TikTokMinis:
             sessions=self.sessions,
             settings=self.settings,
             login_hooks=self._login_hooks,
+            on_event=self.metrics.event,
+            on_push=self.metrics.pushed,
         )
         self._realtime.register()
         self.leaderboards.subscribe(self._realtime.board_changed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,12 +44,14 @@ from tiktok_minis.wire import (
     player_to_wire,
 )
 
-__all__ = ["LoginHook", "Realtime"]
+__all__ = ["EventObserver", "LoginHook", "Realtime"]
 
 log = logging.getLogger("tiktok_minis.realtime")
 
 Ack = dict[str, Any]
 LoginHook = Callable[[str, Player], Awaitable[None]]
+#: Called after every answered event: the event, its ack and the seconds it took.
+EventObserver = Callable[[str, Ack, float], None]
 
 
 @dataclass(slots=True)
@@ -93,6 +96,8 @@ class Realtime:
         sessions: SessionSigner,
         settings: Settings,
         login_hooks: list[LoginHook],
+        on_event: EventObserver | None = None,
+        on_push: Callable[[str], None] | None = None,
     ) -> None:
         self._sio = sio
         self._players = players
@@ -101,6 +106,8 @@ class Realtime:
         self._settings = settings
         self._namespace = settings.namespace
         self._login_hooks = login_hooks
+        self._on_event = on_event
+        self._on_push = on_push
         self._connections: dict[str, _Connection] = {}
         self._pusher = BoardPusher(settings.push_interval_ms / 1000, self._push_board)
 
@@ -141,32 +148,40 @@ class Realtime:
 
     def _guard(self, event: str, handler: Handler) -> Callable[..., Awaitable[Ack]]:
         async def on_event(sid: str, data: Any = None, *_extra: Any) -> Ack:
-            connection = self._connections.get(sid)
-            if connection is None:  # an event racing the disconnect
-                return _failure(NotLoggedIn("The connection is closing."))
-            if not connection.bucket.take():
-                return _failure(RateLimited())
-            try:
-                return {"ok": True, **await handler(sid, connection, data)}
-            except NotAuthorized as exc:
-                ack = _failure(exc)
-                if isinstance(exc.player, Player):
-                    ack["player"] = player_to_wire(exc.player)
-                return ack
-            except MinisError as exc:
-                if exc.log_id:
-                    log.info(
-                        "event refused",
-                        extra={"event": event, "code": exc.code, "log_id": exc.log_id},
-                    )
-                return _failure(exc)
-            except Exception:
-                reference = secrets.token_hex(6)
-                log.exception("event failed", extra={"event": event, "reference": reference})
-                return _failure(InternalError(reference))
+            started = time.perf_counter()
+            ack = await self._answer(event, handler, sid, data)
+            if self._on_event is not None:
+                self._on_event(event, ack, time.perf_counter() - started)
+            return ack
 
         on_event.__name__ = f"on_{event.replace(':', '_')}"
         return on_event
+
+    async def _answer(self, event: str, handler: Handler, sid: str, data: Any) -> Ack:
+        """The ack for one event: the handler's answer, or the error it raised, as the wire says."""
+        connection = self._connections.get(sid)
+        if connection is None:  # an event racing the disconnect
+            return _failure(NotLoggedIn("The connection is closing."))
+        if not connection.bucket.take():
+            return _failure(RateLimited())
+        try:
+            return {"ok": True, **await handler(sid, connection, data)}
+        except NotAuthorized as exc:
+            ack = _failure(exc)
+            if isinstance(exc.player, Player):
+                ack["player"] = player_to_wire(exc.player)
+            return ack
+        except MinisError as exc:
+            if exc.log_id:
+                log.info(
+                    "event refused",
+                    extra={"event": event, "code": exc.code, "log_id": exc.log_id},
+                )
+            return _failure(exc)
+        except Exception:
+            reference = secrets.token_hex(6)
+            log.exception("event failed", extra={"event": event, "reference": reference})
+            return _failure(InternalError(reference))
 
     # -- connection lifecycle -----------------------------------------------------------------
 
@@ -303,6 +318,8 @@ class Realtime:
             room=_board_room(board),
             namespace=self._namespace,
         )
+        if self._on_push is not None:
+            self._on_push("leaderboard:update")
 
     async def drop_player(self, player: Player) -> None:
         """Disconnect this process's connections of a forgotten player.
@@ -323,3 +340,5 @@ class Realtime:
             room=_player_room(player.id),
             namespace=self._namespace,
         )
+        if self._on_push is not None:
+            self._on_push("player:update")

@@ -78,8 +78,10 @@ class Refresher:
         batch_size: int = 200,
         concurrency: int = 8,
         throttle: UpstreamThrottle | None = None,
+        on_round: Callable[[RefreshRound], None] | None = None,
     ) -> None:
         self._players = players
+        self._on_round = on_round
         self._dialect = dialect
         self._clock = clock
         self._interval = interval_seconds
@@ -143,6 +145,8 @@ class Refresher:
 
         for result in await asyncio.gather(*(one(open_id) for open_id in open_ids)):
             total.merge(result)
+        if self._on_round is not None:
+            self._on_round(total)
         log.info(
             "refresh pass",
             extra={
