@@ -23,7 +23,7 @@ from tiktok_minis.refresher import FIRST_BACKOFF, Refresher, backoff
 from tiktok_minis.sandbox import ManualClock, SandboxUser
 from tiktok_minis.store import players as store
 from tiktok_minis.store.crypto import TokenCipher
-from tiktok_minis.store.models import PlayerRow, ScoreRow
+from tiktok_minis.store.models import AvatarRow, PlayerRow, ScoreRow
 from tiktok_minis.testing import GameClient
 
 DAY = 86400.0
@@ -55,6 +55,7 @@ async def lifecycle_game(database_url: str, clock: ManualClock) -> AsyncIterator
 async def _empty(game: Game) -> None:
     await ScoreRow.all().delete()
     await PlayerRow.all().delete()
+    await AvatarRow.all().delete()
 
 
 async def _pushed(
@@ -302,6 +303,7 @@ async def test_forget_revokes_and_removes_every_trace(
     assert tokens
     revokes = game.sandbox.calls["revoke"]
 
+    assert await AvatarRow.all().count() == 1  # the kept picture
     caplog.set_level(logging.INFO)
     forgotten = await game.minis.players.forget(user.open_id)
     assert forgotten.revoked_at_tiktok and forgotten.scores == 1
@@ -309,6 +311,7 @@ async def test_forget_revokes_and_removes_every_trace(
     assert issued_tokens(game.sandbox, user.open_id) == []  # revoked at TikTok's side
     assert await PlayerRow.filter(open_id=user.open_id).count() == 0
     assert await ScoreRow.all().count() == 0
+    assert await AvatarRow.all().count() == 0  # the only player with that picture is gone
     update = await _pushed(watcher, "leaderboard:update", lambda data: data["entries"] == [])
     assert update["board"] == "global"
     with pytest.raises(UnknownPlayer):

@@ -600,7 +600,8 @@ async def test_control_login_authorize_deny_revoke(sandbox: Sandbox, api: Api) -
     _, allow = await api.control("/authorize", {"device": "phone-1"})
     tokens = await api.exchange(allow["code"])
     assert tokens["scope"] == BOTH_SCOPES
-    assert await api.control("/revoke", {"device": "phone-1"}) == (200, {})
+    # No webhook is set on a bare emulator: nobody to tell.
+    assert await api.control("/revoke", {"device": "phone-1"}) == (200, {"webhook_status": None})
     assert (await api.user_info(tokens["access_token"]))[0] == 401
 
 

@@ -22,6 +22,7 @@ from tiktok_minis.sandbox.webhooks import (
 )
 from tiktok_minis.store import players as player_store
 from tiktok_minis.store import webhooks as event_store
+from tiktok_minis.store.models import WebhookEventRow
 from tiktok_minis.testing import GameClient
 from tiktok_minis.webhook import (
     DEFAULT_PATH,
@@ -485,3 +486,38 @@ def test_verify_signature(header: str | None, verdict: Verdict) -> None:
     """The header is parsed as TikTok documents it; the tolerance holds on both sides."""
     found = verify_signature(header, BODY, client_secret=SECRET, tolerance_seconds=300, now=NOW)
     assert found is verdict
+
+
+async def test_removing_the_game_in_the_sandbox_reverts_the_player_live(
+    game: Game, http: aiohttp.ClientSession
+) -> None:
+    """The demo's "Remove the game in TikTok" calls the game's webhook, signed, as TikTok does."""
+    async with http.post(game.url + "/ttminis/sandbox/login", json={"device": "d-1"}) as answer:
+        login_code = (await answer.json())["code"]
+    async with http.post(game.url + "/ttminis/sandbox/authorize", json={"device": "d-1"}) as answer:
+        authorize_code = (await answer.json())["code"]
+    player = await game.client()
+    assert (await player.call("tiktok:login", {"code": login_code}))["ok"]
+    ack = await player.call("tiktok:authorize", {"granted": True, "code": authorize_code})
+    assert ack["player"]["placeholder"] is False
+    await player.call("leaderboard:submit", {"board": "global", "score": 8})
+    watcher = await game.client()
+    await watcher.call("leaderboard:join", {"board": "global"})
+
+    async with http.post(game.url + "/ttminis/sandbox/revoke", json={"device": "d-1"}) as answer:
+        assert await answer.json() == {"webhook_status": 200}
+    update = await watcher.wait_for(
+        "leaderboard:update", lambda data: data["entries"][0]["player"]["placeholder"]
+    )
+    assert update["entries"][0]["player"]["display_name"] == "TikTok Player"
+
+
+async def test_housekeeping_drops_digests_past_tiktoks_retry_window(game: Game) -> None:
+    """Handled events are kept for 72 h plus the tolerance, then deleted."""
+    await WebhookEventRow.create(digest="a" * 64, event="authorization.removed")
+    old = await WebhookEventRow.create(digest="b" * 64, event="authorization.removed")
+    await WebhookEventRow.filter(digest=old.digest).update(
+        received_at=datetime.now(UTC) - timedelta(hours=73)
+    )
+    assert await game.minis.housekeeping() == 1
+    assert [row.digest for row in await WebhookEventRow.all()] == ["a" * 64]

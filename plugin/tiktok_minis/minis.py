@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,10 +24,11 @@ from tiktok_minis.refresher import Refresher
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
 from tiktok_minis.sessions import SessionSigner
 from tiktok_minis.settings import Settings
+from tiktok_minis.store import webhooks as webhook_events
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.database import Database
 from tiktok_minis.tiktok.client import TikTokClient
-from tiktok_minis.webhook import add_webhook_route
+from tiktok_minis.webhook import add_webhook_route, event_retention
 
 __all__ = ["MINIS_KEY", "TikTokMinis"]
 
@@ -37,6 +39,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 URL_PREFIX = "/ttminis"
 
 MINIS_KEY: web.AppKey[TikTokMinis] = web.AppKey("tiktok_minis", object)  # type: ignore[arg-type]
+
+_HOUSEKEEPING_SECONDS = 3600.0
 
 # Socket.IO frames carry small JSON payloads; 64 KiB leaves room and bounds a flood's memory.
 _MAX_FRAME_BYTES = 64 * 1024
@@ -166,6 +170,7 @@ class TikTokMinis:
             path=f"{URL_PREFIX}/webhooks/tiktok",
         )
         if self.sandbox is not None:
+            self.sandbox.webhook_url = f"{URL_PREFIX}/webhooks/tiktok"
             # The emulator's avatar links stay absolute (its own loopback server): the plugin
             # fetches them and serves copies under /ttminis/avatars/, as with TikTok's CDN.
             app.add_subapp(f"{URL_PREFIX}/sandbox/", create_control_app(self.sandbox))
@@ -221,6 +226,7 @@ class TikTokMinis:
         await self.avatars.start()
         if self.settings.refresher_enabled:
             self.refresher.start()
+        self._tasks.spawn(self._housekeeping_loop())
         self._started = True
 
     async def close(self) -> None:
@@ -237,6 +243,22 @@ class TikTokMinis:
             await self._sandbox_server.close()
             self._sandbox_server = None
         await self.database.close()
+
+    async def housekeeping(self) -> int:
+        """Delete what is no longer needed: webhook event digests past TikTok's retry window.
+
+        Runs hourly while started; returns how many rows went.
+        """
+        retention = event_retention(self.settings.webhook_tolerance_seconds)
+        return await webhook_events.delete_older_than(retention)
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_HOUSEKEEPING_SECONDS)
+            try:
+                await self.housekeeping()
+            except Exception:
+                log.exception("housekeeping failed", extra={"event": "housekeeping_failed"})
 
     async def _lifespan(self, app: web.Application) -> AsyncIterator[None]:
         await self.start()

@@ -10,12 +10,14 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from tiktok_minis.sandbox.api import SANDBOX_KEY
 from tiktok_minis.sandbox.identity import avatar_svg
 from tiktok_minis.sandbox.state import Sandbox, SandboxUser
+from tiktok_minis.sandbox.webhooks import authorization_removed, signed_webhook
 
 __all__ = ["create_control_app"]
 
@@ -30,7 +32,8 @@ _ROUTES = {
     "POST /authorize": '{"device"} -> {"code"}: the user pressed Allow (user.info.basic)',
     "POST /deny": '{"device"} -> {}: the user pressed Deny',
     "POST /profile": '{"device", "display_name"?, "avatar_url"?} -> the profile on TikTok',
-    "POST /revoke": '{"device"} -> {}: the user removed the app in TikTok',
+    "POST /revoke": '{"device"} -> {"webhook_status"}: the user removed the app in TikTok '
+    "(and the app's webhook is told, when one is set)",
     "GET /avatar/{avatar_id}.svg": "a generated avatar, behind a signed expiring link",
 }
 
@@ -137,10 +140,35 @@ async def _set_profile(request: web.Request) -> web.Response:
 
 async def _revoke(request: web.Request) -> web.Response:
     sandbox = request.app[SANDBOX_KEY]
-    sandbox.revoke_user(
-        sandbox.user_for_device(_device(await _body(request, _DEVICE_ONLY))).open_id
+    user = sandbox.user_for_device(_device(await _body(request, _DEVICE_ONLY)))
+    sandbox.revoke_user(user.open_id)
+    delivered = await _send_removal_webhook(request, sandbox, user)
+    return web.json_response({"webhook_status": delivered})
+
+
+async def _send_removal_webhook(
+    request: web.Request, sandbox: Sandbox, user: SandboxUser
+) -> int | None:
+    """Tell the app, as TikTok does, that the user removed it: the webhook's HTTP status."""
+    if sandbox.webhook_url is None:
+        return None
+    target = sandbox.webhook_url
+    if target.startswith("/"):
+        target = f"{request.url.origin()}{target}"
+    now = int(sandbox.now())
+    body, headers = signed_webhook(
+        sandbox.client_secret,
+        authorization_removed(sandbox.client_key, user.open_id, create_time=now),
+        timestamp=now,
     )
-    return web.json_response({})
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+            http.post(target, data=body, headers=headers) as answer,
+        ):
+            return answer.status
+    except (aiohttp.ClientError, TimeoutError):
+        return None  # TikTok would retry later; the next refresh notices the revocation anyway
 
 
 async def _avatar(request: web.Request) -> web.Response:

@@ -128,6 +128,9 @@ class Sandbox:
         self.max_devices = max_devices
         #: Where the emulator itself serves the control app; set by :class:`SandboxServer`.
         self.served_avatar_base_url: str | None = None
+        #: The app's webhook, called like TikTok does when a user removes the app: an absolute
+        #: URL, or a path on the origin the control request came to. ``None``: no webhook.
+        self.webhook_url: str | None = None
         #: Requests per endpoint ("token", "revoke", "user_info"), counted as they arrive.
         self.calls = CallCounter()
         #: Every user, by open_id.

@@ -16,7 +16,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from tiktok_minis.store.database import Dialect, connection
-from tiktok_minis.store.models import Consent, PlayerRow, ScoreRow
+from tiktok_minis.store.models import AvatarRow, Consent, PlayerRow, ScoreRow
 
 __all__ = [
     "EncryptedTokens",
@@ -223,7 +223,8 @@ async def postpone_refresh(open_id: str, *, failures: int, refresh_at: datetime)
 
 
 async def forget_player(open_id: str, *, anonymise_scores: bool) -> int:
-    """Delete the player: tokens, profile, ids. Their scores are deleted, or anonymised.
+    """Delete the player: tokens, profile, ids, their avatar image unless another player shows
+    the same one. Their scores are deleted, or anonymised.
 
     Anonymised scores move, in the same transaction, to a new player row that has no TikTok
     identity (a random key that no login can produce, a new public id, no profile), so boards
@@ -240,5 +241,17 @@ async def forget_player(open_id: str, *, anonymise_scores: bool) -> int:
             affected = await scores.update(player_id=stand_in.open_id)
         else:
             affected = await scores.delete()
+        row = await PlayerRow.filter(open_id=open_id).using_db(transaction).first()
         await PlayerRow.filter(open_id=open_id).using_db(transaction).delete()
+        if row is not None and row.avatar_url:
+            # The picture is personal data too; players with the very same picture share it.
+            shared = (
+                await PlayerRow.filter(avatar_url=row.avatar_url).using_db(transaction).exists()
+            )
+            if not shared:
+                await (
+                    AvatarRow.filter(digest=row.avatar_url.rsplit("/", 1)[-1])
+                    .using_db(transaction)
+                    .delete()
+                )
         return int(affected)
