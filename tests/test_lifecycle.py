@@ -251,12 +251,24 @@ async def test_two_refreshers_over_one_postgres_refresh_each_player_once(
         await _empty(game)
 
 
+@pytest.mark.parametrize(
+    ("limits", "storm", "rate"),
+    [
+        ({"upstream_rate_per_second": 5.0}, "*", 5.0),
+        ({"upstream_rate_per_second": 100.0, "user_info_rate_per_second": 3.0}, "user_info", 3.0),
+    ],
+    ids=["all-endpoints", "user-info"],
+)
 async def test_a_429_storm_stays_within_the_upstream_rate(
-    sqlite_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    limits: dict[str, float],
+    storm: str,
+    rate: float,
 ) -> None:
     """TikTok answers 429 to everything: attempts at the emulator never beat the configured rate."""
-    rate = 5.0
-    settings = _settings(sqlite_url, upstream_rate_per_second=rate, upstream_budget_seconds=1.5)
+    settings = _settings(sqlite_url, upstream_budget_seconds=1.5, **limits)
     async with run_game(settings, clock=clock) as game:
         for _ in range(12):
             user = game.sandbox.add_user()
@@ -269,11 +281,12 @@ async def test_a_429_storm_stays_within_the_upstream_rate(
         record = game.sandbox.record_call
 
         def timed(endpoint: str) -> None:
-            arrivals.append(time.monotonic())
+            if storm in ("*", endpoint):
+                arrivals.append(time.monotonic())
             record(endpoint)
 
         monkeypatch.setattr(game.sandbox, "record_call", timed)
-        game.sandbox.inject("*", status=429, retry_after=0.2, times=None)
+        game.sandbox.inject(storm, status=429, retry_after=0.2, times=None)
         done = await game.minis.refresher.run_once()
         assert done.postponed == 12  # every one retried later, none lost
         assert len(arrivals) >= 6

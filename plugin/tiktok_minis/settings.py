@@ -106,9 +106,14 @@ class Settings(BaseSettings):
     )
     namespace: str = Field(default="/", pattern=r"^/", description="The Socket.IO namespace.")
     upstream_rate_per_second: float = Field(
+        default=50.0,
+        gt=0,
+        description="Calls to TikTok per second from this process, all endpoints together.",
+    )
+    user_info_rate_per_second: float = Field(
         default=8.0,
         gt=0,
-        description="Calls to TikTok per second, all endpoints, this process (600/min = 10/s).",
+        description="User-info calls per second from this process (TikTok allows 600/min).",
     )
     refresher_enabled: bool = Field(
         default=True, description="Refresh granted profiles in the background."

@@ -184,7 +184,10 @@ class TikTokClient:
             attempt_timeout=settings.upstream_attempt_timeout_seconds,
             max_attempts=settings.upstream_max_attempts,
             retry_after_cap=settings.upstream_retry_after_cap_seconds,
-            throttle=UpstreamThrottle(settings.upstream_rate_per_second),
+            throttle=UpstreamThrottle(
+                settings.upstream_rate_per_second,
+                path_rates={_PATHS["user_info"]: settings.user_info_rate_per_second},
+            ),
         )
 
     def __repr__(self) -> str:

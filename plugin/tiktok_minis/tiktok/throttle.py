@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 
 import aiohttp
@@ -27,17 +27,23 @@ MAX_PAUSE_SECONDS = 60.0
 class UpstreamThrottle:
     """At most ``rate_per_second`` attempts per second to TikTok; everyone pauses after a 429.
 
+    Paths with a documented limit of their own get a second, tighter bucket.
+
     Bursts up to one second's worth of calls are allowed (aiolimiter's leaky bucket), so over
     any window of ``t`` seconds at most ``rate * (t + 1)`` attempts start.
     """
 
     def __init__(
-        self, rate_per_second: float, *, clock: Callable[[], float] = time.monotonic
+        self,
+        rate_per_second: float,
+        *,
+        path_rates: Mapping[str, float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``path_rates``: tighter limits for some URL paths (TikTok's user info: 600/min)."""
         self.rate_per_second = rate_per_second
-        # aiolimiter wants a capacity of at least one whole call per period.
-        period = max(1.0, 1.0 / rate_per_second)
-        self._limiter = AsyncLimiter(max_rate=rate_per_second * period, time_period=period)
+        self._limiter = _limiter(rate_per_second)
+        self._path_limiters = {path: _limiter(rate) for path, rate in (path_rates or {}).items()}
         self._clock = clock
         self._paused_until = 0.0
         #: Attempts let through, and 429s met (for metrics and tests).
@@ -55,9 +61,12 @@ class UpstreamThrottle:
         while (wait := self.paused_for) > 0:  # noqa: ASYNC110
             await asyncio.sleep(wait)
 
-    async def acquire(self) -> None:
-        """Wait for the shared pause to end and for a slot in the rate."""
+    async def acquire(self, path: str = "") -> None:
+        """Wait for the shared pause to end and for a slot in the rate (and in ``path``'s)."""
         await self.wait_out_pause()
+        path_limiter = self._path_limiters.get(path)
+        if path_limiter is not None:
+            await path_limiter.acquire()
         await self._limiter.acquire()
         self.attempts += 1
 
@@ -75,9 +84,9 @@ class UpstreamThrottle:
         async def on_start(
             _session: aiohttp.ClientSession,
             _context: SimpleNamespace,
-            _params: aiohttp.TraceRequestStartParams,
+            params: aiohttp.TraceRequestStartParams,
         ) -> None:
-            await self.acquire()
+            await self.acquire(params.url.path)
 
         async def on_end(
             _session: aiohttp.ClientSession,
@@ -90,6 +99,12 @@ class UpstreamThrottle:
         trace.on_request_start.append(on_start)
         trace.on_request_end.append(on_end)
         return trace
+
+
+def _limiter(rate_per_second: float) -> AsyncLimiter:
+    # aiolimiter wants a capacity of at least one whole call per period.
+    period = max(1.0, 1.0 / rate_per_second)
+    return AsyncLimiter(max_rate=rate_per_second * period, time_period=period)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
