@@ -28,6 +28,7 @@ from tiktok_minis.store import webhooks as webhook_events
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.database import Database
 from tiktok_minis.tiktok.client import TikTokClient
+from tiktok_minis.webhook import DEFAULT_PATH as WEBHOOK_PATH
 from tiktok_minis.webhook import add_webhook_route, event_retention
 
 __all__ = ["MINIS_KEY", "TikTokMinis"]
@@ -167,10 +168,10 @@ class TikTokMinis:
             client_secret=self.settings.effective_client_secret.get_secret_value(),
             tolerance_seconds=self.settings.webhook_tolerance_seconds,
             clock=self.clock,
-            path=f"{URL_PREFIX}/webhooks/tiktok",
+            path=WEBHOOK_PATH,
         )
         if self.sandbox is not None:
-            self.sandbox.webhook_url = f"{URL_PREFIX}/webhooks/tiktok"
+            self.sandbox.webhook_url = WEBHOOK_PATH
             # The emulator's avatar links stay absolute (its own loopback server): the plugin
             # fetches them and serves copies under /ttminis/avatars/, as with TikTok's CDN.
             app.add_subapp(f"{URL_PREFIX}/sandbox/", create_control_app(self.sandbox))

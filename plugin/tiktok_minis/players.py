@@ -255,7 +255,11 @@ class Players:
         row = await store.by_open_id(open_id)
         if row is None:
             return None
-        await store.clear_tokens(open_id)
+        return await self._lose_grant(row, reason=reason)
+
+    async def _lose_grant(self, row: PlayerRow, *, reason: str) -> Player:
+        """The grant is gone at TikTok: forget the tokens, back to the placeholder (``unknown``)."""
+        await store.clear_tokens(row.open_id)
         return await self._revert(row, Consent.UNKNOWN, reason=reason)
 
     async def forget(self, open_id: str, *, anonymise_scores: bool = False) -> Forgotten:
@@ -383,6 +387,5 @@ class Players:
             access = self._decrypt(row.access_token)
             if access is not None:
                 return access
-        await store.clear_tokens(row.open_id)
-        player = await self._revert(row, Consent.UNKNOWN, reason="grant_lost")
+        player = await self._lose_grant(row, reason="grant_lost")
         raise NotAuthorized("The player's TikTok grant has expired or was revoked.", player=player)
