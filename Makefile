@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m example_server $(ARGS)
+	$(BIN)/python -m example_server --sandbox $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check plugin example_server tests bench docs

@@ -207,6 +207,7 @@ async def _run(players: int, step_minutes: int, seed: int) -> None:
     clock = ManualClock()
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(
+            sandbox=True,
             database_url=f"sqlite:///{Path(folder) / 'bench.sqlite3'}",
             profile_refresh_days=(LOW, HIGH),
             refresher_enabled=False,  # the bench runs the passes itself, on the moved clock

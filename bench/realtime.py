@@ -31,6 +31,7 @@ from tiktok_minis.testing import GameClient, serve
 async def _run(clients: int, pushes: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(
+            sandbox=True,
             database_url=f"sqlite:///{Path(folder) / 'bench.sqlite3'}",
             push_interval_ms=100,
             events_per_second=10_000,

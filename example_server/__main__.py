@@ -1,4 +1,4 @@
-"""Run the example game: ``python -m example_server [--host HOST] [--port PORT]``."""
+"""Run the example game: ``python -m example_server [--host HOST] [--port PORT] [--sandbox]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from aiohttp import web
 
 from example_server.app import create_app
-from tiktok_minis import ConfigurationError
+from tiktok_minis import ConfigurationError, Settings
 from tiktok_minis.logs import JsonFormatter
 
 
@@ -19,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run the built-in TikTok emulator instead of TikTok: no credentials, no network "
+        "(the same as TTMINIS_SANDBOX=true; for the demo and local development only)",
+    )
     args = parser.parse_args(argv)
 
     handler = logging.StreamHandler()
@@ -27,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
     try:
-        app = create_app()
+        app = create_app(Settings(sandbox=True) if args.sandbox else Settings())
     except ConfigurationError as exc:
-        print(exc.message, file=sys.stderr)
+        print(f"{exc.message} (for the example server, --sandbox does the same)", file=sys.stderr)
         return 2
     print(f"Example game on http://{args.host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr)
     web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=3.0)

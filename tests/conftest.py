@@ -100,7 +100,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def game_settings(sqlite_url: str) -> Settings:
     """Sandbox-mode settings with a fresh SQLite file and a fast-failing upstream budget."""
-    return Settings(database_url=sqlite_url, **FAST_UPSTREAM)
+    return Settings(sandbox=True, database_url=sqlite_url, **FAST_UPSTREAM)
 
 
 @pytest.fixture

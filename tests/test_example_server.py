@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 import pytest
-from game import Game
+from game import Game, run_game
 
 from example_server.__main__ import main
 
@@ -61,3 +63,46 @@ def test_bad_settings_stop_the_server_with_a_sentence(
     monkeypatch.delenv("TTMINIS_CLIENT_SECRET", raising=False)
     assert main(["--port", "0"]) == 2
     assert "TTMINIS_CLIENT_SECRET" in capsys.readouterr().err
+
+
+def test_without_sandbox_or_credentials_the_server_does_not_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No credentials and no --sandbox: exit 2 with one sentence naming what to set, no serve."""
+    for name in ("TTMINIS_CLIENT_KEY", "TTMINIS_CLIENT_SECRET", "TTMINIS_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("TTMINIS_SANDBOX", raising=False)
+    assert main(["--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "TTMINIS_CLIENT_KEY" in error and "TTMINIS_SANDBOX=true" in error
+    assert "--sandbox" in error
+    assert error.count("\n") == 1
+
+
+async def test_outside_sandbox_mode_the_emulator_is_not_there(sqlite_url: str) -> None:
+    """With real credentials: no emulator, no control routes, and the sandbox's public secret
+    signs no webhook that the game accepts."""
+    from tiktok_minis import Settings
+    from tiktok_minis.sandbox.webhooks import authorization_removed, signed_webhook
+    from tiktok_minis.settings import SANDBOX_CLIENT_KEY, SANDBOX_CLIENT_SECRET
+    from tiktok_minis.webhook import DEFAULT_PATH
+
+    settings = Settings(
+        client_key="aw-production-key",
+        client_secret="a-production-client-secret",
+        secret_key="k" * 40,
+        database_url=sqlite_url,
+    )
+    async with run_game(settings) as game, aiohttp.ClientSession() as http:
+        assert game.minis.sandbox is None
+        for path in ("/ttminis/sandbox/", "/ttminis/sandbox/login", "/ttminis/sandbox/profile"):
+            async with http.post(game.url + path, json={"device": "x"}) as response:
+                assert response.status == 404, path
+        for client_key in (SANDBOX_CLIENT_KEY, "aw-production-key"):
+            body, headers = signed_webhook(
+                SANDBOX_CLIENT_SECRET,
+                authorization_removed(client_key, "some-open-id", create_time=int(time.time())),
+                timestamp=int(time.time()),
+            )
+            async with http.post(game.url + DEFAULT_PATH, data=body, headers=headers) as response:
+                assert response.status in (400, 401, 403), await response.text()

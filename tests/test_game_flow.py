@@ -224,7 +224,7 @@ async def test_flow_on_postgres(postgres_url: str) -> None:
     """The login, submit and authorize flow works on PostgreSQL too."""
     from tiktok_minis.store.database import connection
 
-    settings = Settings(database_url=postgres_url, **FAST_UPSTREAM)
+    settings = Settings(sandbox=True, database_url=postgres_url, **FAST_UPSTREAM)
     async with run_game(settings) as game:
         await connection().execute_script("TRUNCATE ttminis_score, ttminis_player CASCADE")
         sandbox = game.sandbox

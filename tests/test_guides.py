@@ -22,6 +22,7 @@ def embed_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType
     for name in ("TTMINIS_CLIENT_KEY", "TTMINIS_CLIENT_SECRET", "TTMINIS_REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TTMINIS_DATABASE_URL", f"sqlite://{tmp_path / 'embed.sqlite3'}")
+    monkeypatch.setenv("TTMINIS_SANDBOX", "true")
     spec = importlib.util.spec_from_file_location("embed_game", EXAMPLE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -36,6 +36,7 @@ def clock() -> ManualClock:
 
 def _settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
+        "sandbox": True,
         "database_url": database_url,
         "refresher_enabled": False,  # the tests run passes by hand, except the loop's own test
         **FAST_UPSTREAM,

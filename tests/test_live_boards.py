@@ -83,7 +83,11 @@ async def test_two_processes_share_pushes_through_redis(postgres_url: str, redis
 
     channel = f"ttminis-test-{uuid.uuid4().hex[:8]}"
     settings = Settings(
-        database_url=postgres_url, redis_url=redis_url, redis_channel=channel, **FAST_UPSTREAM
+        sandbox=True,
+        database_url=postgres_url,
+        redis_url=redis_url,
+        redis_channel=channel,
+        **FAST_UPSTREAM,
     )
     async with run_game(settings) as first:
         await connection().execute_script("TRUNCATE ttminis_score, ttminis_player CASCADE")

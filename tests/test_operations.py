@@ -80,7 +80,9 @@ async def test_a_whole_lifecycle_logs_one_json_line_per_event_and_no_secret(
 ) -> None:
     """Login, consent, refresh, webhook revocation, forget: no token, secret or open_id logged."""
     clock = ManualClock()
-    settings = Settings(database_url=sqlite_url, refresher_enabled=False, **FAST_UPSTREAM)
+    settings = Settings(
+        sandbox=True, database_url=sqlite_url, refresher_enabled=False, **FAST_UPSTREAM
+    )
     caplog.set_level(logging.DEBUG)
     async with run_game(settings, clock=clock) as game:
         sandbox = game.sandbox
@@ -123,6 +125,7 @@ def test_the_admin_cli_migrates_and_forgets(
     """``python -m tiktok_minis migrate`` / ``forget``: JSON out, exit codes, rows gone."""
     url = f"sqlite:///{tmp_path}/admin.sqlite3"
     monkeypatch.setenv("TTMINIS_DATABASE_URL", url)
+    monkeypatch.setenv("TTMINIS_SANDBOX", "true")
     for name in ("TTMINIS_CLIENT_KEY", "TTMINIS_CLIENT_SECRET", "TTMINIS_REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
 
@@ -147,7 +150,7 @@ def _a_player_with_a_score(url: str) -> str:
     """Play once on the game at ``url`` (logged in, one score), then stop it; the open_id."""
 
     async def play() -> str:
-        async with run_game(Settings(database_url=url, **FAST_UPSTREAM)) as game:
+        async with run_game(Settings(sandbox=True, database_url=url, **FAST_UPSTREAM)) as game:
             client, user, _ = await game.logged_in()
             assert (await client.call("leaderboard:submit", {"board": "global", "score": 4}))["ok"]
             assert await PlayerRow.filter(open_id=user.open_id).count() == 1

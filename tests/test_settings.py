@@ -6,13 +6,57 @@ import pytest
 
 from tiktok_minis import ConfigurationError, Settings
 
+_CREDENTIALS = ("TTMINIS_CLIENT_KEY", "TTMINIS_CLIENT_SECRET", "TTMINIS_SECRET_KEY")
 
-def test_defaults_are_sandbox_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With nothing set, the plugin runs in sandbox mode on SQLite with the documented defaults."""
-    for name in ("TTMINIS_CLIENT_KEY", "TTMINIS_CLIENT_SECRET", "TTMINIS_SECRET_KEY"):
+
+@pytest.fixture
+def bare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credentials and no sandbox switch in the environment."""
+    for name in (*_CREDENTIALS, "TTMINIS_SANDBOX"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("bare_environment")
+def test_sandbox_mode_is_never_implied() -> None:
+    """With nothing set the start stops, naming every variable to set and the sandbox switch."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings()
+    for name in (*_CREDENTIALS, "TTMINIS_SANDBOX=true"):
+        assert name in caught.value.message
+
+
+@pytest.mark.usefixtures("bare_environment")
+@pytest.mark.parametrize(
+    ("values", "missing"),
+    [
+        ({"database_url": "postgres://postgres@127.0.0.1/test"}, _CREDENTIALS),
+        ({"client_secret": "s3cr3t", "secret_key": "k" * 40}, ("TTMINIS_CLIENT_KEY",)),
+        ({"client_key": "aw123", "secret_key": "k" * 40}, ("TTMINIS_CLIENT_SECRET",)),
+        ({"client_key": "aw123", "client_secret": "s3cr3t"}, ("TTMINIS_SECRET_KEY",)),
+        (
+            {"client_key": "", "client_secret": "s3cr3t", "secret_key": "k" * 40},
+            ("TTMINIS_CLIENT_KEY",),
+        ),
+    ],
+)
+def test_a_missing_credential_stops_the_start(
+    values: dict[str, str], missing: tuple[str, ...]
+) -> None:
+    """Any credential missing (or empty) stops the start, named; none falls back to the emulator."""
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(**values)
+    message = caught.value.message
+    assert "TTMINIS_SANDBOX=true" in message
+    assert [name for name in _CREDENTIALS if name in message] == list(missing)
+
+
+@pytest.mark.usefixtures("bare_environment")
+def test_sandbox_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TTMINIS_SANDBOX=true (or sandbox=True) runs the emulator on SQLite with the defaults."""
+    monkeypatch.setenv("TTMINIS_SANDBOX", "true")
     settings = Settings()
     assert settings.sandbox is True
+    assert Settings(sandbox=True) == settings
     assert settings.database_url == "sqlite://ttminis.sqlite3"
     assert settings.api_base_url == "https://open.tiktokapis.com"
     assert settings.placeholder_name == "TikTok Player"

@@ -1,6 +1,7 @@
 """An existing aiohttp + python-socketio game with tiktok-minis embedded (docs/embedding.md).
 
-Run it: ``.venv/bin/python docs/examples/embed_game.py`` (sandbox mode: no TikTok credentials).
+Run it: ``TTMINIS_SANDBOX=true .venv/bin/python docs/examples/embed_game.py`` (the built-in
+TikTok emulator: no credentials; without ``TTMINIS_SANDBOX`` it needs the app's credentials).
 """
 
 from typing import Any
@@ -14,7 +15,7 @@ sio = socketio.AsyncServer(async_mode="aiohttp")  # the game's own server, as it
 app = web.Application()
 sio.attach(app)
 
-minis = TikTokMinis()  # TTMINIS_* from the environment; sandbox mode without a client key
+minis = TikTokMinis()  # TTMINIS_* from the environment (TTMINIS_SANDBOX=true for the emulator)
 minis.boards.define(Board("kills", operator="incr"))  # scores only the server gives
 minis.attach(sio, app)  # tiktok:* and leaderboard:* events, /ttminis/ routes, start and stop
 

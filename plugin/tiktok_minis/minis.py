@@ -70,7 +70,7 @@ class TikTokMinis:
         self.settings = settings if settings is not None else Settings()
         self.clock: Callable[[], float] = clock if clock is not None else time.time
         self.boards = BoardRegistry()
-        #: The built-in TikTok emulator, in sandbox mode (no client key); else ``None``.
+        #: The built-in TikTok emulator with ``Settings(sandbox=True)``; else ``None``.
         self.sandbox: Sandbox | None = Sandbox(clock=self.clock) if self.settings.sandbox else None
         self.database = Database(self.settings.database_url, self.settings.database_pool_size)
         self._client = TikTokClient.from_settings(self.settings)
@@ -216,8 +216,8 @@ class TikTokMinis:
         await self.database.open()
         if self.sandbox is not None:
             log.warning(
-                "sandbox mode: a built-in TikTok emulator stands in for TikTok; set "
-                "TTMINIS_CLIENT_KEY, TTMINIS_CLIENT_SECRET and TTMINIS_SECRET_KEY for production",
+                "sandbox mode: a built-in TikTok emulator stands in for TikTok and sessions are "
+                "signed with a public key; never run it in production",
                 extra={"event": "sandbox_mode"},
             )
             self._sandbox_server = SandboxServer(self.sandbox)

@@ -37,8 +37,12 @@ class Settings(BaseSettings):
         env_prefix="TTMINIS_", extra="forbid", frozen=True, validate_default=True
     )
 
+    sandbox: bool = Field(
+        default=False,
+        description="Run the built-in TikTok emulator instead of TikTok (demo and tests only).",
+    )
     client_key: str | None = Field(
-        default=None, description="The app's client key; unset means sandbox mode."
+        default=None, description="The app's client key (required unless sandbox mode)."
     )
     client_secret: SecretStr | None = Field(default=None, description="The app's client secret.")
     api_base_url: str = Field(
@@ -188,17 +192,28 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_credentials(self) -> Settings:
-        if self.client_key is None:
+        if self.sandbox:
             return self
+        # Sandbox mode is never implied: a deploy that forgot its credentials must not start
+        # with public ones. One sentence names everything missing at once.
+        missing = []
+        if not self.client_key:
+            missing.append("TTMINIS_CLIENT_KEY")
         if self.client_secret is None or not self.client_secret.get_secret_value():
+            missing.append("TTMINIS_CLIENT_SECRET")
+        secret_key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if not secret_key:
+            missing.append("TTMINIS_SECRET_KEY")
+        if missing:
             raise ValueError(
-                "TTMINIS_CLIENT_KEY is set but TTMINIS_CLIENT_SECRET is not: set both "
-                "(from the TikTok Developer Portal), or neither for sandbox mode"
+                f"set {_join_names(missing)} (the credentials from the TikTok Developer Portal "
+                "and a random secret key of 32+ characters), or set TTMINIS_SANDBOX=true to run "
+                "the built-in TikTok emulator for a demo or local development"
             )
-        if self.secret_key is None or len(self.secret_key.get_secret_value()) < 32:
+        if len(secret_key) < 32:
             raise ValueError(
-                "TTMINIS_SECRET_KEY must be set to at least 32 random characters outside sandbox "
-                "mode (for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                "TTMINIS_SECRET_KEY must be at least 32 random characters (for example: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
         return self
 
@@ -209,21 +224,18 @@ class Settings(BaseSettings):
             raise ConfigurationError(_explain(exc)) from None
 
     @property
-    def sandbox(self) -> bool:
-        """True when no client key is set: the built-in TikTok emulator stands in for TikTok."""
-        return self.client_key is None
-
-    @property
     def effective_client_key(self) -> str:
         """The client key to send TikTok: the configured one, or the emulator's in sandbox mode."""
-        return self.client_key if self.client_key is not None else SANDBOX_CLIENT_KEY
+        if self.sandbox or self.client_key is None:
+            return SANDBOX_CLIENT_KEY
+        return self.client_key
 
     @property
     def effective_client_secret(self) -> SecretStr:
         """The client secret to send TikTok: the configured one, or the emulator's."""
-        if self.client_secret is not None and self.client_key is not None:
-            return self.client_secret
-        return SecretStr(SANDBOX_CLIENT_SECRET)
+        if self.sandbox or self.client_secret is None:
+            return SecretStr(SANDBOX_CLIENT_SECRET)
+        return self.client_secret
 
     @property
     def token_refresh_leeway(self) -> timedelta:
@@ -237,12 +249,18 @@ class Settings(BaseSettings):
         return [current, *(key.get_secret_value() for key in self.previous_secret_keys)]
 
 
+def _join_names(names: list[str]) -> str:
+    """``A``, ``A and B``, ``A, B and C``."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _explain(exc: ValidationError) -> str:
     """One readable sentence per bad setting, naming the variable to fix."""
     lines = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
         message = error["msg"].removeprefix("Value error, ")
-        variable = f"TTMINIS_{field.upper()}" if error["loc"] else "settings"
-        lines.append(f"{variable}: {message}")
+        if error["loc"]:
+            field = ".".join(str(part) for part in error["loc"])
+            message = f"TTMINIS_{field.upper()}: {message}"
+        lines.append(message)
     return "Invalid settings: " + "; ".join(lines)

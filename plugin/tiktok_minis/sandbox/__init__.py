@@ -4,11 +4,14 @@
 a test act as the user (log in, press Allow or Deny, remove the app) or as a failing TikTok
 (:meth:`Sandbox.inject`). :func:`create_app` serves it over HTTP exactly as TikTok documents its
 Open API, with the control routes at ``/sandbox``; :class:`SandboxServer` runs that on a real
-loopback port::
+loopback port. ``Settings(sandbox=True)`` makes the plugin run one for itself; to drive the
+TikTok client alone against it::
 
     sandbox = Sandbox()
     async with SandboxServer(sandbox) as server:
-        settings = Settings(api_base_url=server.url)   # sandbox mode: the default credentials
+        client = TikTokClient(
+            client_key=SANDBOX_CLIENT_KEY, client_secret=SANDBOX_CLIENT_SECRET, base_url=server.url
+        )
         code = sandbox.login_code(sandbox.add_user().open_id)
 """
 
