@@ -13,6 +13,7 @@ Only the realtime layer turns errors into acks; services and the TikTok client r
     ├── TokenExpired                not_authorized  (normally handled by refreshing; see players)
     ├── UpstreamUnavailable         upstream_unavailable
     ├── UpstreamRejected            internal_error  (TikTok refused our request: a config or bug)
+    ├── StorageUnavailable          storage_unavailable
     ├── UnknownBoard                unknown_board
     ├── UnknownPlayer               internal_error  (the Python API named an open_id never seen)
     ├── ScoreRejected               score_rejected
@@ -34,6 +35,7 @@ __all__ = [
     "NotLoggedIn",
     "RateLimited",
     "ScoreRejected",
+    "StorageUnavailable",
     "TokenExpired",
     "UnknownBoard",
     "UnknownPlayer",
@@ -131,6 +133,13 @@ class UpstreamRejected(MinisError):
     ) -> None:
         super().__init__(message, log_id=log_id)
         self.error = error
+
+
+class StorageUnavailable(MinisError):
+    """The game's database did not answer (restarting, unreachable, pool exhausted)."""
+
+    code = "storage_unavailable"
+    default_message = "The server's database is not answering right now; retry in a moment."
 
 
 class UnknownBoard(MinisError):

@@ -24,6 +24,7 @@ from tiktok_minis.refresher import Refresher
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
 from tiktok_minis.sessions import SessionSigner
 from tiktok_minis.settings import Settings
+from tiktok_minis.socket_guard import harden
 from tiktok_minis.store import webhooks as webhook_events
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.database import Database
@@ -158,6 +159,7 @@ class TikTokMinis:
             on_push=self.metrics.pushed,
         )
         self._realtime.register()
+        harden(sio)
         self.leaderboards.subscribe(self._realtime.board_changed)
         app.router.add_static(f"{URL_PREFIX}/static/", STATIC_DIR, append_version=False)
         self.avatars.add_routes(app)
