@@ -27,7 +27,7 @@ from tiktok_minis.settings import Settings
 from tiktok_minis.socket_guard import harden
 from tiktok_minis.store import webhooks as webhook_events
 from tiktok_minis.store.crypto import TokenCipher
-from tiktok_minis.store.database import Database
+from tiktok_minis.store.database import Database, is_outage
 from tiktok_minis.tiktok.client import TikTokClient
 from tiktok_minis.webhook import DEFAULT_PATH as WEBHOOK_PATH
 from tiktok_minis.webhook import add_webhook_route, event_retention
@@ -157,6 +157,7 @@ class TikTokMinis:
             login_hooks=self._login_hooks,
             on_event=self.metrics.event,
             on_push=self.metrics.pushed,
+            is_outage=is_outage,
         )
         self._realtime.register()
         harden(sio)

@@ -25,6 +25,7 @@ from tiktok_minis.errors import (
     NotAuthorized,
     NotLoggedIn,
     RateLimited,
+    StorageUnavailable,
 )
 from tiktok_minis.leaderboards import BoardChange, Leaderboards
 from tiktok_minis.players import Player, Players
@@ -98,8 +99,12 @@ class Realtime:
         login_hooks: list[LoginHook],
         on_event: EventObserver | None = None,
         on_push: Callable[[str], None] | None = None,
+        is_outage: Callable[[BaseException], bool] = lambda _: False,
     ) -> None:
+        """``is_outage`` tells a database that is not answering from a bug: the first is
+        answered ``storage_unavailable``, the second ``internal_error``."""
         self._sio = sio
+        self._is_outage = is_outage
         self._players = players
         self._leaderboards = leaderboards
         self._sessions = sessions
@@ -178,7 +183,10 @@ class Realtime:
                     extra={"event": event, "code": exc.code, "log_id": exc.log_id},
                 )
             return _failure(exc)
-        except Exception:
+        except Exception as exc:
+            if self._is_outage(exc):
+                log.warning("event failed: database unavailable", extra={"event": event})
+                return _failure(StorageUnavailable())
             reference = secrets.token_hex(6)
             log.exception("event failed", extra={"event": event, "reference": reference})
             return _failure(InternalError(reference))

@@ -11,11 +11,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import DBConnectionError, OperationalError
 
 from tiktok_minis.errors import ConfigurationError
 from tiktok_minis.store.schema import apply_migrations, tortoise_config
 
-__all__ = ["Database", "Dialect", "connection", "migrate"]
+__all__ = ["Database", "Dialect", "connection", "is_outage", "migrate"]
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -127,6 +128,19 @@ class Database:
         except Exception:  # noqa: BLE001 (any driver error means "not answering")
             return False
         return True
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is not answering (down, restarting, unreachable),
+    as opposed to a bug in a query: the caller answers ``storage_unavailable``, not
+    ``internal_error``."""
+    if isinstance(exc, DBConnectionError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, OperationalError):
+        # tortoise wraps the driver's error; a lost connection shows in its cause.
+        cause = exc.__cause__ or exc.__context__
+        return cause is not None and cause is not exc and is_outage(cause)
+    return False
 
 
 async def migrate(url: str) -> list[str]:
