@@ -44,7 +44,8 @@ def require_service(name: str, url: str, default_port: int) -> None:
 async def _truncate(db: Database) -> None:
     if db.dialect == "postgres":
         await connection().execute_script(
-            "TRUNCATE ttminis_score, ttminis_player, ttminis_avatar, ttminis_webhook_event CASCADE"
+            "TRUNCATE ttminis_score, ttminis_player, ttminis_avatar, ttminis_webhook_event,"
+            " ttminis_session_end CASCADE"
         )
 
 

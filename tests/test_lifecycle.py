@@ -360,10 +360,12 @@ async def test_forget_can_keep_scores_anonymised(lifecycle_game: Game) -> None:
     assert entry["score"] == 77 and entry["player"]["display_name"] == "TikTok Player"
     assert await PlayerRow.filter(open_id=user.open_id).count() == 0
     assert await PlayerRow.filter(display_name__not_isnull=True).count() == 0
-    # The forgotten player's own connection was dropped.
-    await player.sio.sleep(0)
-    with pytest.raises(Exception):  # noqa: B017, PT011 (any refusal: the socket is gone)
-        await player.call("tiktok:me")
+    # The forgotten player's own connection is told, and is no longer logged in.
+    ended = await _pushed(player, "session:ended", lambda _: True)
+    assert ended == {"reason": "forgotten"}
+    assert await player.call("tiktok:me") == {"ok": True, "player": None}
+    refused = await player.call("leaderboard:submit", {"board": "global", "score": 78})
+    assert refused["error"]["code"] == "not_logged_in"
 
 
 async def test_the_background_loop_refreshes_on_its_own(

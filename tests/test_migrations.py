@@ -28,11 +28,17 @@ from tortoise.migrations.api import migrate as tortoise_migrate
 from tortoise.migrations.autodetector import MigrationAutodetector
 
 from tiktok_minis.store.database import Database, migrate
-from tiktok_minis.store.models import AvatarRow, PlayerRow, ScoreRow, WebhookEventRow
+from tiktok_minis.store.models import (
+    AvatarRow,
+    PlayerRow,
+    ScoreRow,
+    SessionEndRow,
+    WebhookEventRow,
+)
 from tiktok_minis.store.schema import APP, TORTOISE_ORM, tortoise_config
 
-ALL = ["0001_initial", "0002_lifecycle"]
-MODELS = (PlayerRow, ScoreRow, AvatarRow, WebhookEventRow)
+ALL = ["0001_initial", "0002_lifecycle", "0003_sessions"]
+MODELS = (PlayerRow, ScoreRow, AvatarRow, WebhookEventRow, SessionEndRow)
 MIGRATIONS_DB = "ttminis_migrations"
 
 # The tables as the last release's generate_schemas made them (tortoise 1.1, less the comments):
@@ -300,13 +306,13 @@ async def migrate_to_0001(url: str) -> None:
 
 
 async def test_deployment_migrated_to_0001_is_upgraded_with_its_data(url: str) -> None:
-    """A database at 0001 with its history gets 0002 alone; existing rows get the defaults."""
+    """A database at 0001 with its history gets the later migrations alone; rows get the defaults."""
     await migrate_to_0001(url)
     raw = Raw(url)
     assert await raw.history() == ["0001_initial"]
     await raw.insert_player_and_score()
 
-    assert await migrate(url) == ["0002_lifecycle"]
+    assert await migrate(url) == ALL[1:]
 
     rows = await raw.rows(
         "SELECT refresh_failures, refresh_claimed_until, display_name FROM ttminis_player"
@@ -345,7 +351,7 @@ async def test_release_deployment_whose_new_tables_generate_schemas_added_is_com
     )
     assert "refresh_failures" not in (await raw.columns())["ttminis_player"]
 
-    assert await migrate(url) == ["0002_lifecycle"]
+    assert await migrate(url) == ALL[1:]
 
     assert await raw.history() == ALL
     assert await raw.rows("SELECT refresh_failures FROM ttminis_player") == [
@@ -375,7 +381,7 @@ async def test_failed_migration_leaves_nothing_behind(url: str) -> None:
     assert "refresh_claimed_until" not in columns["ttminis_player"]
 
     await raw.script('DROP TABLE "ttminis_webhook_event"')
-    assert await migrate(url) == ["0002_lifecycle"]
+    assert await migrate(url) == ALL[1:]
 
 
 async def test_migrating_twice_is_a_no_op(url: str) -> None:

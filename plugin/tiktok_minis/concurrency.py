@@ -85,6 +85,11 @@ class TaskSet:
         task.add_done_callback(self._done)
         return task
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called: a closed set spawns nothing more."""
+        return self._closed
+
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:

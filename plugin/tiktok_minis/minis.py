@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from tiktok_minis.profile import Placeholder
 from tiktok_minis.realtime import LoginHook, Realtime
 from tiktok_minis.refresher import Refresher
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
-from tiktok_minis.sessions import SessionSigner
+from tiktok_minis.sessions import Sessions, SessionSigner
 from tiktok_minis.settings import Settings
 from tiktok_minis.socket_guard import harden
 from tiktok_minis.store import webhooks as webhook_events
@@ -110,7 +110,14 @@ class TikTokMinis:
             throttle=self._client.throttle,
             on_round=self.metrics.refresh_round,
         )
-        self.sessions = SessionSigner(self.settings.secret_keys, self.settings.session_ttl_seconds)
+        #: Issues, resumes and ends sessions (logout, logout everywhere, forget).
+        self.sessions = Sessions(
+            SessionSigner(self.settings.secret_keys, self.settings.session_ttl_seconds),
+            self.players,
+            clock=self._now,
+            poll_seconds=self.settings.session_poll_seconds,
+            retention=timedelta(seconds=self.settings.session_ttl_seconds),
+        )
         self._login_hooks: list[LoginHook] = []
         self._realtime: Realtime | None = None
         self._sandbox_server: SandboxServer | None = None
@@ -162,6 +169,7 @@ class TikTokMinis:
         self._realtime.register()
         harden(sio)
         self.leaderboards.subscribe(self._realtime.board_changed)
+        self.sessions.subscribe(self._realtime.sessions_ended)
         app.router.add_static(f"{URL_PREFIX}/static/", STATIC_DIR, append_version=False)
         self.avatars.add_routes(app)
         add_webhook_route(
@@ -213,9 +221,20 @@ class TikTokMinis:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the database, the emulator (sandbox mode) and the TikTok client, in that order."""
+        """Open the database, the emulator (sandbox mode) and the TikTok client, in that order.
+
+        A start that fails half-way closes what it opened before raising.
+        """
         if self._started:
             return
+        try:
+            await self._open_parts()
+        except BaseException:
+            await self.close()
+            raise
+        self._started = True
+
+    async def _open_parts(self) -> None:
         await self.database.open()
         if self.sandbox is not None:
             log.warning(
@@ -228,10 +247,12 @@ class TikTokMinis:
             self._client.base_url = self._sandbox_server.url
         await self._client.start()
         await self.avatars.start()
+        await self.sessions.start()
+        if self._realtime is not None:
+            self._realtime.start()
         if self.settings.refresher_enabled:
             self.refresher.start()
         self._tasks.spawn(self._housekeeping_loop())
-        self._started = True
 
     async def close(self) -> None:
         """Close everything ``start`` opened, in reverse. Closing twice is harmless."""
@@ -239,6 +260,7 @@ class TikTokMinis:
         await self.refresher.close()
         if self._realtime is not None:
             await self._realtime.close()
+        await self.sessions.close()
         await self._tasks.close()
         self._tasks = TaskSet("tiktok-minis")
         await self._client.close()
@@ -249,12 +271,14 @@ class TikTokMinis:
         await self.database.close()
 
     async def housekeeping(self) -> int:
-        """Delete what is no longer needed: webhook event digests past TikTok's retry window.
+        """Delete what is no longer needed: webhook event digests past TikTok's retry window,
+        ended sessions older than any session can live.
 
         Runs hourly while started; returns how many rows went.
         """
         retention = event_retention(self.settings.webhook_tolerance_seconds)
-        return await webhook_events.delete_older_than(retention)
+        events = await webhook_events.delete_older_than(retention)
+        return events + await self.sessions.housekeeping()
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -277,8 +301,9 @@ class TikTokMinis:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def _player_forgotten(self, player: Player) -> None:
-        if self._realtime is not None:
-            self._tasks.spawn(self._realtime.drop_player(player))
+        # The forget recorded the end of the player's sessions: unbind this process's connections
+        # now rather than at the next poll (the other processes' polls do the same for theirs).
+        self._tasks.spawn(self.sessions.poll())
         self.leaderboards.announce_all()
 
     def _player_changed(self, player: Player) -> None:

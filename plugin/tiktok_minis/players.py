@@ -267,13 +267,15 @@ class Players:
 
         Their scores are deleted, or with ``anonymise_scores`` kept under an anonymous stand-in
         shown as the placeholder. Local deletion happens even when TikTok cannot be reached (the
-        result says so). Their sessions stop resuming; a later login is a new player. Raises
-        :class:`UnknownPlayer` for an ``open_id`` that is not stored.
+        result says so). Every session of theirs ends, on every process; a later login is a new
+        player. Raises :class:`UnknownPlayer` for an ``open_id`` that is not stored.
         """
         row = await self._row(open_id)
         before = self._view(row)
         revoked = await self._revoke_at_tiktok(row)
-        scores = await store.forget_player(open_id, anonymise_scores=anonymise_scores)
+        scores = await store.forget_player(
+            open_id, anonymise_scores=anonymise_scores, now=self._clock()
+        )
         log.info(
             "player forgotten",
             extra={

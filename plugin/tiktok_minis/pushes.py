@@ -55,6 +55,13 @@ class BoardPusher:
         finally:
             self._running.discard(board)
 
+    def start(self) -> None:
+        """Push again after ``close``; a pusher that was never closed is already pushing."""
+        if self._tasks.closed:
+            self._tasks = TaskSet("board-pusher")
+            self._dirty.clear()
+            self._running.clear()
+
     async def close(self) -> None:
         """Stop pushing; pending changes are dropped. Closing twice is harmless."""
         await self._tasks.close()

@@ -19,6 +19,7 @@ from typing import Any
 
 import socketio
 
+from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.errors import (
     InternalError,
     MinisError,
@@ -26,12 +27,13 @@ from tiktok_minis.errors import (
     NotLoggedIn,
     RateLimited,
     StorageUnavailable,
+    UnknownPlayer,
 )
 from tiktok_minis.leaderboards import BoardChange, Leaderboards
 from tiktok_minis.players import Player, Players
 from tiktok_minis.pushes import BoardPusher
 from tiktok_minis.ratelimit import TokenBucket
-from tiktok_minis.sessions import InvalidSession, SessionSigner
+from tiktok_minis.sessions import InvalidSession, SessionEnd, Sessions, session_digest
 from tiktok_minis.settings import Settings
 from tiktok_minis.wire import (
     AroundPayload,
@@ -39,6 +41,7 @@ from tiktok_minis.wire import (
     BoardPayload,
     EmptyPayload,
     LoginPayload,
+    LogoutPayload,
     SubmitPayload,
     entry_to_wire,
     parse,
@@ -62,12 +65,23 @@ class _Connection:
     bucket: TokenBucket
     open_id: str | None = None
     public_id: str | None = None
+    #: The session this connection logged in or resumed with, as its digest, and its epoch.
+    session: str | None = None
+    epoch: int = 0
     boards: set[str] = field(default_factory=set)
 
     def require_login(self) -> str:
         if self.open_id is None:
             raise NotLoggedIn()
         return self.open_id
+
+    def ended_by(self, end: SessionEnd) -> bool:
+        """Whether ``end`` ends the session this connection is bound with."""
+        if self.public_id != end.public_id:
+            return False
+        if end.digest is not None:
+            return end.digest == self.session
+        return end.epoch is not None and self.epoch < end.epoch
 
 
 Handler = Callable[[str, _Connection, Any], Awaitable[Ack]]
@@ -94,7 +108,7 @@ class Realtime:
         *,
         players: Players,
         leaderboards: Leaderboards,
-        sessions: SessionSigner,
+        sessions: Sessions,
         settings: Settings,
         login_hooks: list[LoginHook],
         on_event: EventObserver | None = None,
@@ -115,6 +129,7 @@ class Realtime:
         self._on_push = on_push
         self._connections: dict[str, _Connection] = {}
         self._pusher = BoardPusher(settings.push_interval_ms / 1000, self._push_board)
+        self._end_tasks = TaskSet("session-ends")
 
     @property
     def connection_count(self) -> int:
@@ -145,9 +160,16 @@ class Realtime:
         for event, handler in events.items():
             on(event, namespace=ns)(self._guard(event, handler))
 
+    def start(self) -> None:
+        """Push again after a ``close`` (the plugin restarted)."""
+        self._pusher.start()
+        if self._end_tasks.closed:
+            self._end_tasks = TaskSet("session-ends")
+
     async def close(self) -> None:
         """Stop pushing. Closing twice is harmless."""
         await self._pusher.close()
+        await self._end_tasks.close()
 
     # -- the guard every event goes through ---------------------------------------------------
 
@@ -171,6 +193,10 @@ class Realtime:
             return _failure(RateLimited())
         try:
             return {"ok": True, **await handler(sid, connection, data)}
+        except UnknownPlayer:
+            # The player was forgotten (on any process) after this connection logged in.
+            await self._unbind(sid, connection)
+            return _failure(NotLoggedIn("This player no longer exists; log in again."))
         except NotAuthorized as exc:
             ack = _failure(exc)
             if isinstance(exc.player, Player):
@@ -200,7 +226,7 @@ class Realtime:
         session = auth.get("session") if isinstance(auth, dict) else None
         if session is not None:
             try:
-                player = await self._resume(session)
+                player = await self._sessions.resume(session)
             except InvalidSession as exc:
                 raise socketio.exceptions.ConnectionRefusedError(
                     exc.message, {"code": exc.code}
@@ -214,7 +240,7 @@ class Realtime:
                 ) from None
             self._connections[sid] = connection
             try:
-                await self._bind(sid, connection, player)
+                await self._bind(sid, connection, player, session)
             except ValueError:
                 # The client went away while its session was being checked: nothing to bind.
                 self._connections.pop(sid, None)
@@ -223,39 +249,38 @@ class Realtime:
         else:
             self._connections[sid] = connection
 
-    async def _resume(self, session: object) -> Player:
-        claims = self._sessions.verify(session)
-        player = await self._players.get_by_public_id(claims.public_id)
-        if player is None or player.session_epoch != claims.epoch:
-            raise InvalidSession()
-        return player
-
     async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
         self._connections.pop(sid, None)
 
-    async def _bind(self, sid: str, connection: _Connection, player: Player) -> None:
+    async def _bind(self, sid: str, connection: _Connection, player: Player, session: str) -> None:
         if connection.public_id is not None and connection.public_id != player.id:
             await self._sio.leave_room(sid, _player_room(connection.public_id), self._namespace)
         connection.open_id = player.open_id
         connection.public_id = player.id
+        connection.session = session_digest(session)
+        connection.epoch = player.session_epoch
         await self._sio.enter_room(sid, _player_room(player.id), self._namespace)
+
+    async def _unbind(self, sid: str, connection: _Connection) -> None:
+        """Back to a connection that nobody logged in on (a spectator)."""
+        if connection.public_id is not None:
+            await self._sio.leave_room(sid, _player_room(connection.public_id), self._namespace)
+        connection.open_id = connection.public_id = connection.session = None
 
     # -- events -------------------------------------------------------------------------------
 
     async def _login(self, sid: str, connection: _Connection, data: Any) -> Ack:
         payload = parse(LoginPayload, data)
         player = await self._players.login(payload.code)
-        await self._bind(sid, connection, player)
+        session = self._sessions.issue(player)
+        await self._bind(sid, connection, player, session)
         for hook in self._login_hooks:
             try:
                 await hook(sid, player)
             except Exception:
                 # The game's hook failing is the game's bug; the player is logged in regardless.
                 log.exception("on_login hook failed", extra={"event": "hook_failed"})
-        return {
-            "player": player_to_wire(player),
-            "session": self._sessions.issue(player.id, player.session_epoch),
-        }
+        return {"player": player_to_wire(player), "session": session}
 
     async def _authorize(self, sid: str, connection: _Connection, data: Any) -> Ack:
         payload = parse(AuthorizePayload, data)
@@ -271,10 +296,17 @@ class Realtime:
         return {"player": player_to_wire(player) if player else None}
 
     async def _logout(self, sid: str, connection: _Connection, data: Any) -> Ack:
-        parse(EmptyPayload, data)
-        if connection.public_id is not None:
-            await self._sio.leave_room(sid, _player_room(connection.public_id), self._namespace)
-        connection.open_id = connection.public_id = None
+        payload = parse(LogoutPayload, data)
+        open_id, public_id, session = connection.open_id, connection.public_id, connection.session
+        if open_id is None or public_id is None:
+            return {}  # nobody to log out: already the state the client asked for
+        await self._unbind(sid, connection)
+        if payload.everywhere:
+            player = await self._players.get(open_id)
+            if player is not None:
+                await self._sessions.end_all(player)
+        elif session is not None:
+            await self._sessions.end(public_id, session)
         return {}
 
     async def _join(self, sid: str, connection: _Connection, data: Any) -> Ack:
@@ -329,16 +361,20 @@ class Realtime:
         if self._on_push is not None:
             self._on_push("leaderboard:update")
 
-    async def drop_player(self, player: Player) -> None:
-        """Disconnect this process's connections of a forgotten player.
-
-        Their clients reconnect, find their session refused (the player no longer exists) and
-        log in again as a new player. Other processes' connections notice at their next event.
-        """
+    def sessions_ended(self, ends: list[SessionEnd]) -> None:
+        """A session listener: unbind this process's connections whose sessions ended, and tell
+        each of them with ``session:ended``."""
         for sid, connection in list(self._connections.items()):
-            if connection.public_id == player.id:
-                connection.open_id = connection.public_id = None
-                await self._sio.disconnect(sid, namespace=self._namespace)
+            for end in ends:
+                if connection.ended_by(end):
+                    self._end_tasks.spawn(self._end_connection(sid, connection, end.reason))
+                    break
+
+    async def _end_connection(self, sid: str, connection: _Connection, reason: str) -> None:
+        await self._unbind(sid, connection)
+        await self._sio.emit("session:ended", {"reason": reason}, to=sid, namespace=self._namespace)
+        if self._on_push is not None:
+            self._on_push("session:ended")
 
     async def push_player(self, player: Player) -> None:
         """Send ``player:update`` to every connection of that player (across processes)."""

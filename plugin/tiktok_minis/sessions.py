@@ -1,25 +1,63 @@
-"""Resumable sessions: a signed, expiring, opaque string that names a player.
+"""Resumable sessions: a signed, expiring, opaque string that names a player, and its end.
 
 A client keeps the session from its login ack and passes it as the Socket.IO connect ``auth`` on
 reconnect, since TikTok's codes are single use. The session is a Fernet token (encrypted and
 authenticated, with its issue time) under a key of its own derived from ``TTMINIS_SECRET_KEY``;
-it carries the player's public id, never the ``open_id``, and the player's session epoch, so
-forgetting a player ends every session issued before.
+it carries the player's public id, never the ``open_id``, and the player's session epoch.
+
+A session ends three ways, each recorded in the database (``store.sessions``) so that every
+server process, and the operator's shell, agrees: a logout ends that one string; a logout
+everywhere moves the player's epoch on, ending every session issued before; forgetting the
+player ends every session of that public id for good. :class:`Sessions` checks those ends when a
+client resumes and follows them, so that each process unbinds its own live connections.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cryptography.fernet import InvalidToken
 
+from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.errors import MinisError
+from tiktok_minis.players import Player, Players
+from tiktok_minis.store import sessions as store
 from tiktok_minis.store.crypto import TokenCipher
+from tiktok_minis.store.sessions import SessionEnd
 
-__all__ = ["InvalidSession", "SessionClaims", "SessionSigner"]
+__all__ = [
+    "InvalidSession",
+    "SessionClaims",
+    "SessionEnd",
+    "SessionListener",
+    "SessionSigner",
+    "Sessions",
+    "session_digest",
+]
+
+log = logging.getLogger("tiktok_minis.sessions")
 
 _MAX_SESSION_LENGTH = 1024
+
+#: Called with the session ends recorded since the last call, from any process.
+SessionListener = Callable[[list[SessionEnd]], None]
+Clock = Callable[[], datetime]
+
+# A follower that finds a hole in the ids asks again this many times before it lets it go: on
+# PostgreSQL a row with a lower id can commit just after a higher one was read, and a failed
+# insert leaves a hole for good.
+_GAP_RETRIES = 5
+
+
+def session_digest(session: str) -> str:
+    """The name under which a session string's end is recorded (never the string itself)."""
+    return hashlib.sha256(session.encode()).hexdigest()
 
 
 class InvalidSession(MinisError):
@@ -63,3 +101,118 @@ class SessionSigner:
         ):
             raise InvalidSession()
         return SessionClaims(public_id=claims["p"], epoch=claims["e"])
+
+
+class Sessions:
+    """Issues, resumes and ends sessions; follows the ends that any process records.
+
+    ``start`` begins following (every ``poll_seconds``); listeners get each batch of ends, their
+    own process's included, and unbind the connections those ends name.
+    """
+
+    def __init__(
+        self,
+        signer: SessionSigner,
+        players: Players,
+        *,
+        clock: Clock,
+        poll_seconds: float = 1.0,
+        retention: timedelta = timedelta(days=30),
+    ) -> None:
+        self._signer = signer
+        self._players = players
+        self._clock = clock
+        self._poll_seconds = poll_seconds
+        self._retention = retention
+        self._listeners: list[SessionListener] = []
+        self._cursor = 0
+        self._gaps: dict[int, int] = {}  # a missing id -> the polls left to wait for it
+        self._tasks = TaskSet("sessions")
+
+    def subscribe(self, listener: SessionListener) -> Callable[[], None]:
+        """Call ``listener`` with every batch of session ends, from any process."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def issue(self, player: Player) -> str:
+        """A new session for ``player``, under the player's current epoch."""
+        return self._signer.issue(player.id, player.session_epoch)
+
+    async def resume(self, session: object) -> Player:
+        """The player a valid, unended session names; :class:`InvalidSession` otherwise."""
+        if not isinstance(session, str):
+            raise InvalidSession()
+        claims = self._signer.verify(session)
+        player = await self._players.get_by_public_id(claims.public_id)
+        if player is None or player.session_epoch != claims.epoch:
+            raise InvalidSession()
+        if await store.is_ended(session_digest(session)):
+            raise InvalidSession()
+        return player
+
+    async def end(self, player_public_id: str, digest: str) -> None:
+        """End one session, by its :func:`session_digest` (a logout): refused from now on."""
+        await store.end_one(player_public_id, digest, reason="logout", now=self._clock())
+        log.info("session ended", extra={"event": "logout", "player": player_public_id})
+
+    async def end_all(self, player: Player, *, reason: str = "logout") -> int:
+        """End every session of ``player`` (a logout everywhere); the epoch new sessions get.
+
+        Listeners hear of it at once in this process, and at their next poll in the others.
+        """
+        epoch = await store.end_all(player.open_id, player.id, reason=reason, now=self._clock())
+        log.info("every session ended", extra={"event": "logout_everywhere", "player": player.id})
+        await self.poll()
+        return epoch
+
+    # -- following the ends ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Begin following the ends recorded from now on."""
+        self._cursor = await store.latest_id()
+        self._gaps.clear()
+        self._tasks.spawn(self._follow())
+
+    async def close(self) -> None:
+        """Stop following. Closing twice is harmless; ``start`` may follow again."""
+        await self._tasks.close()
+        self._tasks = TaskSet("sessions")
+
+    async def poll(self) -> list[SessionEnd]:
+        """Read the ends recorded since the last poll and tell the listeners; returns them."""
+        ends = await store.ended_since(self._cursor, also=list(self._gaps))
+        expected = self._cursor + 1
+        for end in ends:
+            self._gaps.pop(end.id, None)
+            if end.id > self._cursor:
+                self._gaps.update(dict.fromkeys(range(expected, end.id), _GAP_RETRIES))
+                self._cursor = end.id
+                expected = end.id + 1
+        for missing in [key for key, left in self._gaps.items() if left <= 1]:
+            del self._gaps[missing]
+        for missing in self._gaps:
+            self._gaps[missing] -= 1
+        if ends:
+            for listener in list(self._listeners):
+                try:
+                    listener(ends)
+                except Exception:
+                    log.exception("session listener failed", extra={"event": "listener_failed"})
+        return ends
+
+    async def housekeeping(self) -> int:
+        """Delete the ends older than any session can be; returns how many went."""
+        return await store.delete_older_than(self._clock() - self._retention)
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            try:
+                await self.poll()
+            except Exception:
+                # The database hiccuped: the ends wait in the table for the next poll.
+                log.warning(
+                    "following session ends failed",
+                    extra={"event": "sessions_poll"},
+                    exc_info=True,
+                )

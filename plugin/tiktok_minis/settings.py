@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(
         default=30 * 24 * 3600, ge=60, description="How long a resumable session stays valid."
     )
+    session_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often each process looks for sessions ended elsewhere (logout, forget).",
+    )
     upstream_budget_seconds: float = Field(
         default=10.0, gt=0, le=120, description="The whole time one TikTok operation may take."
     )

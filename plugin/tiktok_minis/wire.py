@@ -21,6 +21,7 @@ __all__ = [
     "BoardPayload",
     "EmptyPayload",
     "LoginPayload",
+    "LogoutPayload",
     "SubmitPayload",
     "entry_to_wire",
     "parse",
@@ -44,7 +45,13 @@ P = TypeVar("P", bound=_Payload)
 
 
 class EmptyPayload(_Payload):
-    """``tiktok:logout``: no fields."""
+    """Events that take no fields (``tiktok:me``)."""
+
+
+class LogoutPayload(_Payload):
+    """``tiktok:logout``: end this connection's session, or with ``everywhere`` all of them."""
+
+    everywhere: bool = False
 
 
 class LoginPayload(_Payload):

@@ -11,7 +11,7 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
-__all__ = ["AvatarRow", "Consent", "PlayerRow", "ScoreRow", "WebhookEventRow"]
+__all__ = ["AvatarRow", "Consent", "PlayerRow", "ScoreRow", "SessionEndRow", "WebhookEventRow"]
 
 
 class Consent(StrEnum):
@@ -98,3 +98,23 @@ class WebhookEventRow(Model):
 
     class Meta:
         table = "ttminis_webhook_event"
+
+
+class SessionEndRow(Model):
+    """Sessions that ended: one session string (``digest``), or every session of a player issued
+    under an epoch below ``epoch`` (logout everywhere, forget).
+
+    Resuming checks it; every server process follows it by ``id`` to unbind its own connections,
+    so an end recorded by any process (the operator's shell included) reaches all of them.
+    Rows are kept as long as a session can live, then housekeeping deletes them.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    public_id = fields.CharField(max_length=32)
+    digest = fields.CharField(max_length=64, null=True, unique=True)
+    epoch = fields.IntField(null=True)
+    reason = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "ttminis_session_end"

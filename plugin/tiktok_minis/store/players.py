@@ -15,6 +15,7 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from tiktok_minis.store import sessions
 from tiktok_minis.store.database import Dialect, connection
 from tiktok_minis.store.models import AvatarRow, Consent, PlayerRow, ScoreRow
 
@@ -222,13 +223,14 @@ async def postpone_refresh(open_id: str, *, failures: int, refresh_at: datetime)
     )
 
 
-async def forget_player(open_id: str, *, anonymise_scores: bool) -> int:
+async def forget_player(open_id: str, *, anonymise_scores: bool, now: datetime) -> int:
     """Delete the player: tokens, profile, ids, their avatar image unless another player shows
     the same one. Their scores are deleted, or anonymised.
 
     Anonymised scores move, in the same transaction, to a new player row that has no TikTok
     identity (a random key that no login can produce, a new public id, no profile), so boards
-    keep their history and show the placeholder. Returns how many scores were deleted or moved.
+    keep their history and show the placeholder. Every session of the player ends, recorded in
+    the same transaction. Returns how many scores were deleted or moved.
     """
     async with in_transaction(connection().connection_name) as transaction:
         scores = ScoreRow.filter(player_id=open_id).using_db(transaction)
@@ -243,6 +245,8 @@ async def forget_player(open_id: str, *, anonymise_scores: bool) -> int:
             affected = await scores.delete()
         row = await PlayerRow.filter(open_id=open_id).using_db(transaction).first()
         await PlayerRow.filter(open_id=open_id).using_db(transaction).delete()
+        if row is not None:
+            await sessions.end_forgotten(row.public_id, now=now, using_db=transaction)
         if row is not None and row.avatar_url:
             # The picture is personal data too; players with the very same picture share it.
             shared = (
