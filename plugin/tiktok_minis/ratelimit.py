@@ -1,11 +1,12 @@
-"""A token bucket: the per-connection event limit."""
+"""Token buckets: the per-connection event limit and the limits on failed logins."""
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["TokenBucket"]
+__all__ = ["KeyedBuckets", "TokenBucket"]
 
 
 class TokenBucket:
@@ -24,10 +25,53 @@ class TokenBucket:
 
     def take(self) -> bool:
         """Spend one token; ``False`` when the bucket is empty (the event is refused)."""
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
+        self._refill()
         if self._tokens < 1.0:
             return False
         self._tokens -= 1.0
         return True
+
+    def refund(self) -> None:
+        """Give back a token taken for an attempt that turned out not to count."""
+        self._tokens = min(self._burst, self._tokens + 1.0)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+
+
+class KeyedBuckets:
+    """One :class:`TokenBucket` per key (a client address, say), at most ``max_keys`` of them.
+
+    Past ``max_keys`` the least recently used bucket is forgotten, so a flood of new keys costs
+    bounded memory; a forgotten key starts again with a full bucket.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._max_keys = max_keys
+        self._clock = clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def bucket(self, key: str) -> TokenBucket:
+        """The bucket of ``key``, made full if new."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self._rate, self._burst, self._clock)
+            if len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -22,6 +22,7 @@ import socketio
 from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.errors import (
     InternalError,
+    LoginFailed,
     MinisError,
     NotAuthorized,
     NotLoggedIn,
@@ -31,8 +32,9 @@ from tiktok_minis.errors import (
 )
 from tiktok_minis.leaderboards import BoardChange, Leaderboards
 from tiktok_minis.players import Player, Players
+from tiktok_minis.proxies import TrustedProxies
 from tiktok_minis.pushes import BoardPusher
-from tiktok_minis.ratelimit import TokenBucket
+from tiktok_minis.ratelimit import KeyedBuckets, TokenBucket
 from tiktok_minis.sessions import InvalidSession, SessionEnd, Sessions, session_digest
 from tiktok_minis.settings import Settings
 from tiktok_minis.wire import (
@@ -63,6 +65,9 @@ class _Connection:
     """What the server knows of one connection; lives as long as the socket."""
 
     bucket: TokenBucket
+    #: Logins that may still fail on this connection, and the address it connects from.
+    login_failures: TokenBucket
+    address: str
     open_id: str | None = None
     public_id: str | None = None
     #: The session this connection logged in or resumed with, as its digest, and its epoch.
@@ -130,6 +135,11 @@ class Realtime:
         self._connections: dict[str, _Connection] = {}
         self._pusher = BoardPusher(settings.push_interval_ms / 1000, self._push_board)
         self._end_tasks = TaskSet("session-ends")
+        self._proxies = TrustedProxies(settings.trusted_proxies)
+        self._address_failures = KeyedBuckets(
+            settings.failed_logins_per_address_per_minute / 60,
+            settings.failed_logins_per_address_burst,
+        )
 
     @property
     def connection_count(self) -> int:
@@ -209,19 +219,31 @@ class Realtime:
                     extra={"event": event, "code": exc.code, "log_id": exc.log_id},
                 )
             return _failure(exc)
-        except Exception as exc:
-            if self._is_outage(exc):
-                log.warning("event failed: database unavailable", extra={"event": event})
-                return _failure(StorageUnavailable())
-            reference = secrets.token_hex(6)
-            log.exception("event failed", extra={"event": event, "reference": reference})
-            return _failure(InternalError(reference))
+        except Exception as exc:  # noqa: BLE001 (every failure becomes an ack; logged there)
+            return _failure(self._unexpected(event, exc))
+
+    def _unexpected(self, event: str, exc: Exception) -> MinisError:
+        """The error to answer for an exception no handler expected, logged once."""
+        if self._is_outage(exc):
+            log.warning("event failed: database unavailable", extra={"event": event})
+            return StorageUnavailable()
+        reference = secrets.token_hex(6)
+        log.error("event failed", extra={"event": event, "reference": reference}, exc_info=exc)
+        return InternalError(reference)
 
     # -- connection lifecycle -----------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        settings = self._settings
+        request = environ.get("aiohttp.request")
         connection = _Connection(
-            TokenBucket(self._settings.events_per_second, self._settings.events_burst)
+            TokenBucket(settings.events_per_second, settings.events_burst),
+            TokenBucket(settings.failed_logins_per_minute / 60, settings.failed_logins_burst),
+            # The aiohttp driver puts 127.0.0.1 in REMOTE_ADDR whatever the peer.
+            self._proxies.client_address(
+                getattr(request, "remote", None),
+                request.headers.get("X-Forwarded-For") if request is not None else None,
+            ),
         )
         session = auth.get("session") if isinstance(auth, dict) else None
         if session is not None:
@@ -231,10 +253,8 @@ class Realtime:
                 raise socketio.exceptions.ConnectionRefusedError(
                     exc.message, {"code": exc.code}
                 ) from None
-            except Exception:
-                reference = secrets.token_hex(6)
-                log.exception("resume failed", extra={"event": "resume", "reference": reference})
-                error = InternalError(reference)
+            except Exception as exc:  # noqa: BLE001 (a refusal with a code; logged there)
+                error = self._unexpected("resume", exc)
                 raise socketio.exceptions.ConnectionRefusedError(
                     error.message, {"code": error.code}
                 ) from None
@@ -271,7 +291,7 @@ class Realtime:
 
     async def _login(self, sid: str, connection: _Connection, data: Any) -> Ack:
         payload = parse(LoginPayload, data)
-        player = await self._players.login(payload.code)
+        player = await self._login_within_limits(connection, payload.code)
         session = self._sessions.issue(player)
         await self._bind(sid, connection, player, session)
         for hook in self._login_hooks:
@@ -281,6 +301,32 @@ class Realtime:
                 # The game's hook failing is the game's bug; the player is logged in regardless.
                 log.exception("on_login hook failed", extra={"event": "hook_failed"})
         return {"player": player_to_wire(player), "session": session}
+
+    async def _login_within_limits(self, connection: _Connection, code: str) -> Player:
+        """Log in, unless this connection or its address has failed too often: a failed login
+        costs a call to TikTok, so junk codes must not crowd out real players.
+
+        A token is taken from both buckets before the call (so concurrent attempts count too)
+        and given back when the login succeeds: only failures use the budget up.
+        """
+        by_address = self._address_failures.bucket(connection.address)
+        if not connection.login_failures.take():
+            raise RateLimited("Too many failed logins on this connection; wait and retry.")
+        if not by_address.take():
+            connection.login_failures.refund()
+            raise RateLimited("Too many failed logins from this address; wait and retry.")
+        try:
+            player = await self._players.login(code)
+        except LoginFailed:
+            raise
+        except BaseException:
+            # Not the code's fault (TikTok or the database did not answer): it does not count.
+            connection.login_failures.refund()
+            by_address.refund()
+            raise
+        connection.login_failures.refund()
+        by_address.refund()
+        return player
 
     async def _authorize(self, sid: str, connection: _Connection, data: Any) -> Ack:
         payload = parse(AuthorizePayload, data)

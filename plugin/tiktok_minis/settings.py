@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tiktok_minis.errors import ConfigurationError
+from tiktok_minis.proxies import parse_networks
 
 __all__ = ["SANDBOX_CLIENT_KEY", "SANDBOX_CLIENT_SECRET", "Settings"]
 
@@ -83,6 +84,26 @@ class Settings(BaseSettings):
     )
     session_ttl_seconds: int = Field(
         default=30 * 24 * 3600, ge=60, description="How long a resumable session stays valid."
+    )
+    failed_logins_per_minute: float = Field(
+        default=5.0,
+        gt=0,
+        description="Failed logins a connection may make per minute, sustained.",
+    )
+    failed_logins_burst: int = Field(
+        default=5, ge=1, description="Failed logins a connection may make before the limit."
+    )
+    failed_logins_per_address_per_minute: float = Field(
+        default=30.0,
+        gt=0,
+        description="Failed logins one client address may make per minute, all its sockets.",
+    )
+    failed_logins_per_address_burst: int = Field(
+        default=30, ge=1, description="Failed logins a client address may make before the limit."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Proxies whose X-Forwarded-For names the client (addresses or CIDRs).",
     )
     session_poll_seconds: float = Field(
         default=1.0,
@@ -166,11 +187,17 @@ class Settings(BaseSettings):
             raise ValueError("the range of days must be positive and low-high, like '3-7'")
         return value
 
-    @field_validator("previous_secret_keys", mode="before")
+    @field_validator("previous_secret_keys", "trusted_proxies", mode="before")
     @classmethod
-    def _split_keys(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
         return value
 
     @field_validator("api_base_url")

@@ -52,9 +52,17 @@ class GameClient:
     """
 
     def __init__(
-        self, url: str, *, session: str | None = None, namespace: str = "/", timeout: float = 10
+        self,
+        url: str,
+        *,
+        session: str | None = None,
+        namespace: str = "/",
+        timeout: float = 10,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        """``headers`` go with the websocket handshake (``X-Forwarded-For`` behind a proxy)."""
         self.url = url
+        self.headers = headers or {}
         self.namespace = namespace
         self.timeout = timeout
         self.auth: dict[str, str] | None = {"session": session} if session else None
@@ -75,6 +83,7 @@ class GameClient:
         await self.sio.connect(
             self.url,
             auth=self.auth,
+            headers=self.headers,
             namespaces=[self.namespace],
             transports=["websocket"],
             wait_timeout=self.timeout,
