@@ -165,6 +165,13 @@ export function createMinis(options = {}) {
     }
   });
   socket.on("player:update", ({ player: next }) => setPlayer(next));
+  socket.on("session:ended", ({ reason }) => {
+    // Logged out everywhere from another device, or forgotten: this connection is a spectator
+    // now. The game decides whether to log in again (login()) or show a logged-out screen.
+    setSession(null);
+    setPlayer(null);
+    status("session_ended", { reason });
+  });
   socket.on("leaderboard:update", ({ board, entries }) => {
     const state = boards.get(board);
     if (!state) return;
@@ -258,9 +265,12 @@ export function createMinis(options = {}) {
     return (await request("leaderboard:around", { board, radius })).entries;
   }
 
-  /** Log this connection out and forget the stored session and profile. */
-  async function logout() {
-    await request("tiktok:logout");
+  /**
+   * Log out and forget the stored session and profile. {everywhere: true} ends every session of
+   * the player: their other devices get session:ended.
+   */
+  async function logout({ everywhere = false } = {}) {
+    await request("tiktok:logout", { everywhere });
     setSession(null);
     setPlayer(null);
   }
@@ -279,7 +289,10 @@ export function createMinis(options = {}) {
       listener(player);
       return () => playerListeners.delete(listener);
     },
-    /** Call listener(state, detail) on connected / disconnected / reconnecting / error. */
+    /**
+     * Call listener(state, detail) on connected / disconnected / reconnecting / error /
+     * session_refused / session_ended ({reason: "logout" | "forgotten"}).
+     */
     onStatus(listener) {
       statusListeners.add(listener);
       return () => statusListeners.delete(listener);
