@@ -14,7 +14,6 @@ client resumes and follows them, so that each process unbinds its own live conne
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -24,8 +23,8 @@ from datetime import datetime, timedelta
 
 from cryptography.fernet import InvalidToken
 
-from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.errors import MinisError
+from tiktok_minis.feeds import Feed
 from tiktok_minis.players import Player, Players
 from tiktok_minis.store import sessions as store
 from tiktok_minis.store.crypto import TokenCipher
@@ -48,11 +47,6 @@ _MAX_SESSION_LENGTH = 1024
 #: Called with the session ends recorded since the last call, from any process.
 SessionListener = Callable[[list[SessionEnd]], None]
 Clock = Callable[[], datetime]
-
-# A follower that finds a hole in the ids asks again this many times before it lets it go: on
-# PostgreSQL a row with a lower id can commit just after a higher one was read, and a failed
-# insert leaves a hole for good.
-_GAP_RETRIES = 5
 
 
 def session_digest(session: str) -> str:
@@ -122,17 +116,14 @@ class Sessions:
         self._signer = signer
         self._players = players
         self._clock = clock
-        self._poll_seconds = poll_seconds
         self._retention = retention
-        self._listeners: list[SessionListener] = []
-        self._cursor = 0
-        self._gaps: dict[int, int] = {}  # a missing id -> the polls left to wait for it
-        self._tasks = TaskSet("sessions")
+        self._ends: Feed[SessionEnd] = Feed(
+            "session-ends", store.ended_since, store.latest_id, poll_seconds=poll_seconds
+        )
 
     def subscribe(self, listener: SessionListener) -> Callable[[], None]:
         """Call ``listener`` with every batch of session ends, from any process."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        return self._ends.subscribe(listener)
 
     def issue(self, player: Player) -> str:
         """A new session for ``player``, under the player's current epoch."""
@@ -165,54 +156,18 @@ class Sessions:
         await self.poll()
         return epoch
 
-    # -- following the ends ------------------------------------------------------------------
-
     async def start(self) -> None:
         """Begin following the ends recorded from now on."""
-        self._cursor = await store.latest_id()
-        self._gaps.clear()
-        self._tasks.spawn(self._follow())
+        await self._ends.start()
 
     async def close(self) -> None:
         """Stop following. Closing twice is harmless; ``start`` may follow again."""
-        await self._tasks.close()
-        self._tasks = TaskSet("sessions")
+        await self._ends.close()
 
     async def poll(self) -> list[SessionEnd]:
         """Read the ends recorded since the last poll and tell the listeners; returns them."""
-        ends = await store.ended_since(self._cursor, also=list(self._gaps))
-        expected = self._cursor + 1
-        for end in ends:
-            self._gaps.pop(end.id, None)
-            if end.id > self._cursor:
-                self._gaps.update(dict.fromkeys(range(expected, end.id), _GAP_RETRIES))
-                self._cursor = end.id
-                expected = end.id + 1
-        for missing in [key for key, left in self._gaps.items() if left <= 1]:
-            del self._gaps[missing]
-        for missing in self._gaps:
-            self._gaps[missing] -= 1
-        if ends:
-            for listener in list(self._listeners):
-                try:
-                    listener(ends)
-                except Exception:
-                    log.exception("session listener failed", extra={"event": "listener_failed"})
-        return ends
+        return await self._ends.poll()
 
     async def housekeeping(self) -> int:
         """Delete the ends older than any session can be; returns how many went."""
         return await store.delete_older_than(self._clock() - self._retention)
-
-    async def _follow(self) -> None:
-        while True:
-            await asyncio.sleep(self._poll_seconds)
-            try:
-                await self.poll()
-            except Exception:
-                # The database hiccuped: the ends wait in the table for the next poll.
-                log.warning(
-                    "following session ends failed",
-                    extra={"event": "sessions_poll"},
-                    exc_info=True,
-                )

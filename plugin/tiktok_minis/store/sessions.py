@@ -97,7 +97,7 @@ async def latest_id() -> int:
 
 
 async def ended_since(
-    after_id: int, *, also: Sequence[int] = (), limit: int = 500
+    after_id: int, also: Sequence[int] = (), limit: int = 500
 ) -> list[SessionEnd]:
     """The ends recorded after ``after_id`` and those with an id in ``also``, oldest first, at
     most ``limit`` of them."""
