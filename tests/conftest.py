@@ -45,7 +45,7 @@ async def _truncate(db: Database) -> None:
     if db.dialect == "postgres":
         await connection().execute_script(
             "TRUNCATE ttminis_score, ttminis_player, ttminis_avatar, ttminis_webhook_event,"
-            " ttminis_session_end CASCADE"
+            " ttminis_session_end, ttminis_score_removal CASCADE"
         )
 
 

@@ -31,14 +31,15 @@ from tiktok_minis.store.database import Database, migrate
 from tiktok_minis.store.models import (
     AvatarRow,
     PlayerRow,
+    ScoreRemovalRow,
     ScoreRow,
     SessionEndRow,
     WebhookEventRow,
 )
 from tiktok_minis.store.schema import APP, TORTOISE_ORM, tortoise_config
 
-ALL = ["0001_initial", "0002_lifecycle", "0003_sessions"]
-MODELS = (PlayerRow, ScoreRow, AvatarRow, WebhookEventRow, SessionEndRow)
+ALL = ["0001_initial", "0002_lifecycle", "0003_sessions", "0004_rank_index"]
+MODELS = (PlayerRow, ScoreRow, AvatarRow, WebhookEventRow, SessionEndRow, ScoreRemovalRow)
 MIGRATIONS_DB = "ttminis_migrations"
 
 # The tables as the last release's generate_schemas made them (tortoise 1.1, less the comments):

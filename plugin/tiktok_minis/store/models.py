@@ -11,7 +11,15 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
-__all__ = ["AvatarRow", "Consent", "PlayerRow", "ScoreRow", "SessionEndRow", "WebhookEventRow"]
+__all__ = [
+    "AvatarRow",
+    "Consent",
+    "PlayerRow",
+    "ScoreRemovalRow",
+    "ScoreRow",
+    "SessionEndRow",
+    "WebhookEventRow",
+]
 
 
 class Consent(StrEnum):
@@ -66,12 +74,16 @@ class ScoreRow(Model):
     score = fields.BigIntField()
     reached_at = fields.DatetimeField()
     updated_at = fields.DatetimeField(auto_now=True)
+    # Moves on with every write of the row: rank indexes shared by several processes apply a
+    # row's writes in this order, whatever order they arrive in.
+    version = fields.BigIntField(default=0)
 
     class Meta:
         table = "ttminis_score"
         unique_together = (("board", "period", "player"),)
         # The second index serves deleting a player: PostgreSQL does not index foreign keys.
-        indexes = (("board", "period", "score", "reached_at"), ("player",))
+        # The third lets a shared rank index re-apply the rows written lately (its repair).
+        indexes = (("board", "period", "score", "reached_at"), ("player",), ("updated_at",))
 
 
 class AvatarRow(Model):
@@ -118,3 +130,17 @@ class SessionEndRow(Model):
 
     class Meta:
         table = "ttminis_session_end"
+
+
+class ScoreRemovalRow(Model):
+    """A score row that was deleted (a forgotten player's): every process follows these by
+    ``id`` and drops the rows from its rank index. Housekeeping deletes old ones."""
+
+    id = fields.BigIntField(primary_key=True)
+    board = fields.CharField(max_length=64)
+    period = fields.CharField(max_length=16)
+    row_id = fields.BigIntField()
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "ttminis_score_removal"

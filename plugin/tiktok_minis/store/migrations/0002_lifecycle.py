@@ -10,30 +10,8 @@ still finds the models and the migrations in step.
 
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
-from tortoise.migrations.schema_editor.base import BaseSchemaEditor
-from tortoise.migrations.schema_generator.state import State
 
-
-class _AddFieldToStateOnly(ops.AddField):
-    """An ``AddField`` for the migration state alone: the ``RunSQL`` before it made the column."""
-
-    async def database_forward(
-        self,
-        app_label: str,
-        old_state: State,
-        new_state: State,
-        state_editor: BaseSchemaEditor | None = None,
-    ) -> None:
-        """Nothing to do in the database."""
-
-    async def database_backward(
-        self,
-        app_label: str,
-        old_state: State,
-        new_state: State,
-        state_editor: BaseSchemaEditor | None = None,
-    ) -> None:
-        """Nothing to undo in the database: the ``RunSQL``'s reverse drops the column."""
+from tiktok_minis.store.migration_ops import AddFieldToStateOnly
 
 
 class Migration(migrations.Migration):
@@ -99,7 +77,7 @@ class Migration(migrations.Migration):
             'ALTER TABLE "ttminis_player" ADD COLUMN "refresh_failures" INT NOT NULL DEFAULT 0',
             reverse_sql='ALTER TABLE "ttminis_player" DROP COLUMN "refresh_failures"',
         ),
-        _AddFieldToStateOnly(
+        AddFieldToStateOnly(
             model_name="PlayerRow",
             name="refresh_failures",
             field=fields.IntField(default=0),
