@@ -201,10 +201,19 @@ async def faulty() -> AsyncIterator[Faulty]:
 
 
 @pytest.fixture
-async def avatars(database: Database) -> AsyncIterator[Avatars]:
-    """The service, started, with a small size limit and a short timeout."""
+async def avatars(
+    database: Database, faulty: Faulty, emulator: SandboxServer
+) -> AsyncIterator[Avatars]:
+    """The service, started, with a small size limit and a short timeout.
+
+    The faulty server and the emulator listen on loopback, which downloads refuse: their two
+    origins, and nothing else internal, are on the allow-list.
+    """
     service = Avatars(
-        max_bytes=MAX_BYTES, timeout_seconds=TIMEOUT, default_avatar_url=DEFAULT_AVATAR
+        max_bytes=MAX_BYTES,
+        timeout_seconds=TIMEOUT,
+        default_avatar_url=DEFAULT_AVATAR,
+        allowed_origins=(faulty.url, emulator.url),
     )
     await service.start()
     try:
@@ -461,6 +470,8 @@ async def test_unreachable_host_gives_none(
     """A refused connection is a network failure, logged by its class only."""
     caplog.set_level(logging.WARNING, logger=LOGGER)
     with socket_that_refuses() as port:
+        # Allowed, so that the connection is attempted (and refused by the operating system).
+        avatars.allowed_origins |= {f"http://127.0.0.1:{port}"}
         assert await avatars.keep(f"http://127.0.0.1:{port}/a.png?x-signature=s3cr3t") is None
     [record] = avatar_records(caplog)
     assert getattr(record, "reason", None) == "network"

@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -139,6 +140,24 @@ async def test_refresh_token_sends_the_refresh_grant(client: TikTokClient) -> No
         "refresh_token": "rft.old",
     }
     assert tokens.expires_in == 86400
+
+
+@pytest.mark.parametrize("grant", ["code", "refresh"])
+async def test_token_sets_are_dated_by_the_clients_clock(grant: str) -> None:
+    """Both token answers count expires_in and refresh_expires_in from the injected clock."""
+    issued = 1_900_000_000.0  # years from the real time: a wall-clock date cannot pass
+    async with TikTokClient(
+        client_key="key-1", client_secret=SECRET, base_url=BASE, clock=lambda: issued
+    ) as tiktok:
+        with aioresponses() as mocked:
+            mocked.post(TOKEN_URL, payload=TOKEN_BODY)
+            if grant == "code":
+                tokens = await tiktok.fetch_token("code-1")
+            else:
+                tokens = await tiktok.refresh_token("rft.old")
+    assert tokens.issued_at == datetime.fromtimestamp(issued, UTC)
+    assert tokens.access_expires_at == datetime.fromtimestamp(issued + 7200, UTC)
+    assert tokens.refresh_expires_at == datetime.fromtimestamp(issued + 15552000, UTC)
 
 
 async def test_revoke_posts_the_token(client: TikTokClient) -> None:

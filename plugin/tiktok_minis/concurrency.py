@@ -45,20 +45,39 @@ class SingleFlight(Generic[K, T]):
     """Concurrent calls with one key share one execution and its result (or its error).
 
     The shared call runs in its own task, so a caller that gives up (is cancelled) does not cancel
-    the work the other callers wait for.
+    the work the other callers wait for. A ``fresh`` run never joins a call already under way: it
+    starts its own, which later callers join instead, and the older call is then no longer
+    *current* (:meth:`is_current`), so it can tell that its inputs may be out of date.
     """
 
     def __init__(self) -> None:
         self._flights: dict[K, asyncio.Task[T]] = {}
 
-    async def run(self, key: K, call: Callable[[], Awaitable[T]]) -> T:
-        """The result of ``call()``, or of the call already under way for ``key``."""
+    async def run(self, key: K, call: Callable[[], Awaitable[T]], *, fresh: bool = False) -> T:
+        """The result of ``call()``, or of the call already under way for ``key``.
+
+        With ``fresh``, ``call()`` runs even when a call for ``key`` is under way (whose callers
+        keep waiting for that one).
+        """
         task = self._flights.get(key)
-        if task is None:
+        if task is None or fresh:
             task = asyncio.ensure_future(call())
             self._flights[key] = task
-            task.add_done_callback(lambda _: self._flights.pop(key, None))
+            task.add_done_callback(lambda done: self._landed(key, done))
         return await asyncio.shield(task)
+
+    def _landed(self, key: K, task: asyncio.Task[T]) -> None:
+        # Only the current flight leaves the table: a superseded one must not remove its successor.
+        if self._flights.get(key) is task:
+            del self._flights[key]
+
+    def is_current(self, key: K) -> bool:
+        """Whether the calling task is the call that new callers of ``key`` would join.
+
+        ``False`` inside a call that a ``fresh`` run superseded (and outside any call).
+        """
+        task = self._flights.get(key)
+        return task is not None and task is asyncio.current_task()
 
     def __len__(self) -> int:
         return len(self._flights)

@@ -74,7 +74,7 @@ class TikTokMinis:
         #: The built-in TikTok emulator with ``Settings(sandbox=True)``; else ``None``.
         self.sandbox: Sandbox | None = Sandbox(clock=self.clock) if self.settings.sandbox else None
         self.database = Database(self.settings.database_url, self.settings.database_pool_size)
-        self._client = TikTokClient.from_settings(self.settings)
+        self._client = TikTokClient.from_settings(self.settings, clock=self.clock)
         #: Prometheus metrics; serve ``metrics.handler`` where the scraper looks.
         self.metrics = Metrics()
         self._client.on_call = self.metrics.upstream
@@ -245,6 +245,9 @@ class TikTokMinis:
             self._sandbox_server = SandboxServer(self.sandbox)
             await self._sandbox_server.start()
             self._client.base_url = self._sandbox_server.url
+            # Its avatar links point at its own loopback server: that origin, and nothing else
+            # internal, may be fetched (replaced on every start: the port changes).
+            self.avatars.allowed_origins = frozenset({self._sandbox_server.url})
         await self._client.start()
         await self.avatars.start()
         await self.sessions.start()

@@ -112,6 +112,7 @@ class Players:
         self._clock = clock
         self._token_locks: KeyedLock[str] = KeyedLock()
         self._profile_fetches: SingleFlight[str, Player] = SingleFlight()
+        self._profile_writes: KeyedLock[str] = KeyedLock()
         self._listeners: list[PlayerListener] = []
         self._forgotten_listeners: list[PlayerListener] = []
 
@@ -209,6 +210,12 @@ class Players:
                 )
                 raise LoginFailed("That authorization code belongs to another TikTok account.")
             await store.save_tokens(open_id, self._encrypt(tokens))
+            # A fetch already under way began with the older tokens (a silent login's, say,
+            # without user.info.basic): its answer says nothing about this grant, so this one
+            # never joins it, and supersedes it (see _write_if_current).
+            return await self._profile_fetches.run(
+                open_id, lambda: self._fetch_profile(open_id), fresh=True
+            )
         return await self.refresh_profile(open_id)
 
     async def refresh_profile(self, open_id: str) -> Player:
@@ -216,26 +223,59 @@ class Players:
         return await self._profile_fetches.run(open_id, lambda: self._fetch_profile(open_id))
 
     async def _fetch_profile(self, open_id: str) -> Player:
+        """One shared fetch: TikTok's answer stored, unless newer tokens superseded the fetch.
+
+        A superseded fetch writes nothing and its callers get the newer fetch's outcome.
+        """
         try:
             user = await self._with_access_token(open_id, self._client.fetch_user)
         except NotAuthorized as exc:
-            if exc.player is not None:
+            if exc.player is not None:  # the grant was lost while refreshing, and recorded
+                if not self._profile_fetches.is_current(open_id):
+                    return await self.refresh_profile(open_id)
                 raise
             # TikTok says the scope is not (or no longer) granted: the real name must stop
             # showing, and the client may offer the popup again later.
-            player = await self._revert(
-                await self._row(open_id), Consent.UNKNOWN, reason="scope_missing"
+            player = await self._write_if_current(
+                open_id, lambda row: self._revert(row, Consent.UNKNOWN, reason="scope_missing")
             )
+            if player is None:
+                return await self.refresh_profile(open_id)
             raise NotAuthorized(exc.message, log_id=exc.log_id, player=player) from exc
-        return await self._store_profile(await self._row(open_id), user)
+        # Downloaded before taking the write lock: a slow CDN must not hold up other writers.
+        avatar_url = await self._keep_avatar(user.avatar_url)
+        stored = await self._write_if_current(
+            open_id, lambda row: self._store_profile(row, user, avatar_url)
+        )
+        return stored if stored is not None else await self.refresh_profile(open_id)
 
-    async def _store_profile(self, before: PlayerRow, user: TikTokUser) -> Player:
+    async def _write_if_current(
+        self, open_id: str, write: Callable[[PlayerRow], Awaitable[Player]]
+    ) -> Player | None:
+        """``write(row)`` from the current fetch; ``None`` (nothing written) from a superseded one.
+
+        One writer per player at a time, the check inside the lock: a fetch that began with older
+        tokens cannot write its answer after a newer fetch's, whatever order they finish in.
+        """
+        async with self._profile_writes.hold(open_id):
+            row = await self._row(open_id)
+            if not self._profile_fetches.is_current(open_id):
+                log.info(
+                    "profile answer for older tokens dropped",
+                    extra={"event": "profile_fetch_superseded", "player": row.public_id},
+                )
+                return None
+            return await write(row)
+
+    async def _store_profile(
+        self, before: PlayerRow, user: TikTokUser, avatar_url: str | None
+    ) -> Player:
         now = self._clock()
         low, high = self._refresh_days
         await store.set_profile(
             before.open_id,
             display_name=(user.display_name or "").strip()[:256] or None,
-            avatar_url=await self._keep_avatar(user.avatar_url),
+            avatar_url=avatar_url,
             union_id=user.union_id,
             fetched_at=now,
             refresh_at=now + timedelta(days=random.uniform(low, high)),

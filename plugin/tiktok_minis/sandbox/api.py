@@ -56,6 +56,20 @@ class Sleepers:
             timer.cancel()
             self._futures.discard(future)
 
+    async def hold(self, fault: Fault) -> bool:
+        """Wait until ``fault`` is released; False when woken because the app is shutting down."""
+        if self.closing:
+            return False
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        released = asyncio.ensure_future(fault.wait_released())
+        released.add_done_callback(lambda _: _resolve(future, True))
+        self._futures.add(future)
+        try:
+            return await future
+        finally:
+            released.cancel()
+            self._futures.discard(future)
+
     def wake_all(self) -> None:
         """Wake every sleeper (they answer at once) and refuse new delays."""
         self.closing = True
@@ -146,11 +160,13 @@ def _endpoint(
         response: web.Response | None = None
         if fault is not None and fault.process_first:
             response = await inner(request, sandbox, log_id)
-        if (
-            fault is not None
-            and fault.delay
-            and not await request.app[SLEEPERS_KEY].sleep(fault.delay)
-        ):
+        sleepers = request.app[SLEEPERS_KEY]
+        interrupted = False  # by the shutdown: the held or delayed request answers 503
+        if fault is not None and fault.hold:
+            interrupted = not await sleepers.hold(fault)
+        if fault is not None and fault.delay and not interrupted:
+            interrupted = not await sleepers.sleep(fault.delay)
+        if interrupted:
             response = _fault_answer(Fault(name, status=503), style, log_id)
         elif fault is not None and fault.drop:
             return await _drop(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ class Fault:
 
     Note that aiohttp's client retries a GET once by itself when a kept-alive connection drops:
     to make a client *see* a dropped user-info request, give ``drop=True`` with ``times=2``.
+
+    A fault with ``hold=True`` keeps each request it meets waiting until :meth:`release`.
     """
 
     endpoint: str
@@ -36,7 +39,10 @@ class Fault:
     headers: Mapping[str, str] = field(default_factory=dict)
     process_first: bool = False
     drop: bool = False
+    hold: bool = False
     hits: int = 0
+    # Set once by release(): a test decides when a held request goes on, no timing involved.
+    _released: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.endpoint != "*" and self.endpoint not in ENDPOINTS:
@@ -49,11 +55,19 @@ class Fault:
             raise ValueError("status must be an HTTP status code (100 to 599)")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be 0 or more seconds")
-        if not self.replaces_answer and self.delay == 0 and not self.headers:
+        if not self.replaces_answer and self.delay == 0 and not self.headers and not self.hold:
             raise ValueError(
                 "the fault does nothing: give a status, body, oauth_error, api_error, "
-                "retry_after, delay, headers or drop"
+                "retry_after, delay, headers, hold or drop"
             )
+
+    def release(self) -> None:
+        """Let the requests this fault holds go on, and any it meets later pass at once."""
+        self._released.set()
+
+    async def wait_released(self) -> None:
+        """Return once :meth:`release` was called (at once if it was)."""
+        await self._released.wait()
 
     @property
     def replaces_answer(self) -> bool:

@@ -348,6 +348,7 @@ class Sandbox:
         headers: Mapping[str, str] | None = None,
         process_first: bool = False,
         drop: bool = False,
+        hold: bool = False,
     ) -> Fault:
         """Make the next ``times`` requests to ``endpoint`` misbehave; returns the fault.
 
@@ -361,7 +362,10 @@ class Sandbox:
         envelope's code); ``api_error`` is the user-info envelope's code, with its documented
         status. ``drop`` closes the connection without an answer. ``process_first`` carries the
         request out (a code is spent, a refresh token rotated) before the fault answers: the
-        answer was lost. ``times=None`` keeps the fault until :meth:`clear_faults`.
+        answer was lost. ``hold`` keeps each request waiting (after ``process_first``, before
+        ``delay``) until the returned fault's :meth:`Fault.release`, so a test decides when an
+        answer arrives; shutting down answers a held request with 503. ``times=None`` keeps the
+        fault until :meth:`clear_faults`.
         """
         fault = Fault(
             endpoint=endpoint,
@@ -376,6 +380,7 @@ class Sandbox:
             headers=dict(headers or {}),
             process_first=process_first,
             drop=drop,
+            hold=hold,
         )
         self._faults.add(fault)
         return fault

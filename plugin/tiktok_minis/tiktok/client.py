@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, Literal
 
@@ -33,13 +34,15 @@ from tiktok_minis.settings import Settings
 from tiktok_minis.tiktok.models import USER_INFO_FIELDS, TikTokUser, TokenSet
 from tiktok_minis.tiktok.throttle import UpstreamThrottle, retry_after_seconds
 
-__all__ = ["CallObserver", "Endpoint", "TikTokClient"]
+__all__ = ["CallObserver", "Clock", "Endpoint", "TikTokClient"]
 
 log = logging.getLogger("tiktok_minis.tiktok")
 
 Endpoint = Literal["token", "revoke", "user_info"]
 #: Called after every finished operation: endpoint, last HTTP status (None if none), seconds.
 CallObserver = Callable[[Endpoint, int | None, float], None]
+#: Seconds since the epoch, like ``time.time``: when token answers count their lifetimes from.
+Clock = Callable[[], float]
 
 _PATHS: Final[Mapping[Endpoint, str]] = {
     "token": "/v2/oauth/token/",
@@ -131,6 +134,8 @@ class TikTokClient:
     Takes an ``aiohttp.ClientSession`` or opens its own on ``start``; closes only what it opened.
     A ``throttle`` limits the session it opens (a given session needs its ``trace_config()``).
     ``base_url`` may be changed before ``start`` (the sandbox emulator's port is known late).
+    ``clock`` (default the real time) dates token answers: expiries are that instant plus
+    ``expires_in``, so a clock a test moves by hand moves them too.
     """
 
     def __init__(
@@ -147,6 +152,7 @@ class TikTokClient:
         backoff_base: float = 0.2,
         on_call: CallObserver | None = None,
         throttle: UpstreamThrottle | None = None,
+        clock: Clock = time.time,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.on_call = on_call
@@ -154,6 +160,7 @@ class TikTokClient:
         self.throttle = throttle
         self._client_key = client_key
         self._client_secret = client_secret
+        self._clock = clock
         self._session = session
         self._owns_session = session is None
         self._budget = budget
@@ -172,9 +179,13 @@ class TikTokClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, session: aiohttp.ClientSession | None = None
+        cls,
+        settings: Settings,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        clock: Clock = time.time,
     ) -> TikTokClient:
-        """A client configured from the plugin's settings."""
+        """A client configured from the plugin's settings, dating tokens by ``clock``."""
         return cls(
             client_key=settings.effective_client_key,
             client_secret=settings.effective_client_secret.get_secret_value(),
@@ -188,6 +199,7 @@ class TikTokClient:
                 settings.upstream_rate_per_second,
                 path_rates={_PATHS["user_info"]: settings.user_info_rate_per_second},
             ),
+            clock=clock,
         )
 
     def __repr__(self) -> str:
@@ -367,6 +379,9 @@ class TikTokClient:
             refresh_expires_in=refresh_expires_in,
             scopes=scopes,
             token_type=str(body.get("token_type") or "Bearer"),
+            # The injected clock, not the wall clock: the player service compares these expiries
+            # with that same clock, and a test that moves it days ahead must see them move too.
+            issued_at=datetime.fromtimestamp(self._clock(), UTC),
         )
 
     def _unavailable(

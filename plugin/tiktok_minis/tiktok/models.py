@@ -17,6 +17,8 @@ class TokenSet:
 
     Expiry instants are computed from ``expires_in``/``refresh_expires_in`` at the moment the
     answer arrived (``issued_at``): TikTok's pages disagree on the lifetimes, so nothing is assumed.
+    :class:`~tiktok_minis.tiktok.client.TikTokClient` sets ``issued_at`` from its clock; the
+    real time is only the default for a token set built by hand.
     """
 
     open_id: str
