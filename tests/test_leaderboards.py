@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -19,8 +20,10 @@ from tiktok_minis.leaderboards import (
     Operator,
     Order,
     Reset,
+    index_loader,
 )
 from tiktok_minis.profile import Placeholder
+from tiktok_minis.ranking import MemoryRankIndex, NoRankIndex, RankIndex
 from tiktok_minis.store.database import Database
 from tiktok_minis.store.models import PlayerRow, ScoreRow
 from tiktok_minis.store.scores import INT64_MAX, INT64_MIN
@@ -50,10 +53,36 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def lb(db: Database, clock: Clock) -> Leaderboards:
-    """A service with no board defined yet, on the test database."""
-    return Leaderboards(BoardRegistry(), db, PLACEHOLDER, clock)
+class LoadedMemoryIndex(MemoryRankIndex):
+    """The in-process index, read only once loaded: every read here tests the index itself."""
+
+    async def rank(self, board: str, period: str, order: Order, key: int) -> int | None:
+        """The index's rank, after the period loaded."""
+        assert await self.ready(board, period, order)
+        return await super().rank(board, period, order, key)
+
+    async def keys(
+        self, board: str, period: str, order: Order, first: int, last: int
+    ) -> list[int] | None:
+        """The index's keys, after the period loaded."""
+        assert await self.ready(board, period, order)
+        return await super().keys(board, period, order, first, last)
+
+
+@pytest.fixture(params=["counted", "indexed"])
+async def lb(
+    request: pytest.FixtureRequest, db: Database, clock: Clock
+) -> AsyncIterator[Leaderboards]:
+    """A service with no board defined yet, on the test database: once counting every rank
+    in the database, once with the in-process rank index."""
+    index: RankIndex = NoRankIndex()
+    if request.param == "indexed":
+        index = LoadedMemoryIndex(index_loader(db))
+    await index.start()
+    try:
+        yield Leaderboards(BoardRegistry(), db, PLACEHOLDER, clock, index=index)
+    finally:
+        await index.close()
 
 
 async def make_player(

@@ -15,15 +15,27 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from tiktok_minis.errors import ConfigurationError, ScoreRejected, UnknownBoard
+from tiktok_minis.concurrency import KeyedLock, TaskSet
+from tiktok_minis.errors import ConfigurationError, ScoreRejected, UnknownBoard, UnknownPlayer
 from tiktok_minis.profile import Placeholder
+from tiktok_minis.ranking import (
+    Loader,
+    NoRankIndex,
+    RankIndex,
+    Row,
+    rank_key,
+    row_id_of,
+    score_of,
+)
+from tiktok_minis.ranking.keys import micros
 from tiktok_minis.store import scores as store
-from tiktok_minis.store.database import Database
+from tiktok_minis.store.database import Database, Dialect
+from tiktok_minis.store.score_removals import Removal
 from tiktok_minis.store.scores import INT64_MAX, INT64_MIN, Operator, Order
 
 __all__ = [
@@ -40,6 +52,7 @@ __all__ = [
     "Reset",
     "ScoreValidator",
     "check_score",
+    "index_loader",
 ]
 
 log = logging.getLogger("tiktok_minis.leaderboards")
@@ -59,6 +72,10 @@ _RESETS: Final = ("never", "daily", "weekly", "monthly")
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _key(order: Order, row_id: int, score: int, reached_at: datetime) -> int:
+    return rank_key(order, score, micros(reached_at), row_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +245,20 @@ def check_score(score: object) -> int:
     return score
 
 
+def index_loader(database: Database) -> Loader:
+    """A rank index's :data:`~tiktok_minis.ranking.Loader`: a board period's rows from
+    ``database``, best first, with their keys."""
+
+    async def load(board: str, period: str, order: Order) -> AsyncIterator[list[Row]]:
+        async for batch in store.load(database.dialect, order, board, period):
+            yield [
+                Row(row_id, version, _key(order, row_id, score, reached))
+                for row_id, version, score, reached in batch
+            ]
+
+    return load
+
+
 class Leaderboards:
     """Writes scores, reads ranked entries with current profiles, and announces changes.
 
@@ -241,11 +272,20 @@ class Leaderboards:
         database: Database,
         placeholder: Placeholder,
         clock: Callable[[], datetime] = _utc_now,
+        *,
+        index: RankIndex | None = None,
     ) -> None:
+        """``index`` holds the boards' order for O(log n) ranks (see :mod:`tiktok_minis.ranking`);
+        without one, or while it loads, ranks are counted in the database."""
         self.boards = boards
         self._database = database
         self._placeholder = placeholder
         self._clock = clock
+        self._index: RankIndex = index if index is not None else NoRankIndex()
+        # One write of a player's board period at a time in this process, index update
+        # included, so an in-process index sees the writes in the order they committed.
+        self._writes: KeyedLock[tuple[str, str, str]] = KeyedLock()
+        self._removals = TaskSet("score-removals")
         # A tuple, replaced on (un)subscribe: emitting iterates it without copying, and a
         # listener that unsubscribes while being called does not disturb the iteration.
         self._listeners: tuple[BoardListener, ...] = ()
@@ -313,20 +353,27 @@ class Leaderboards:
                     raise ScoreRejected("The game refused this score.")
         now = self._clock()
         period = definition.period_key(now)
-        result, changed = await store.submit(
-            self._database.dialect,
-            definition.order,
-            definition.operator,
-            board,
-            period,
-            open_id,
-            score,
-            now,
-            self._entry,
+        dialect, order = self._database.dialect, definition.order
+        async with self._writes.hold((board, period, open_id)):
+            written = await store.write(
+                dialect, order, definition.operator, board, period, open_id, score, now
+            )
+            if written is not None:
+                key = _key(order, written.id, written.score, written.reached_at)
+                await self._index.apply(board, period, order, Row(written.id, written.version, key))
+        if written is None:  # a best that did not beat the stored score: nothing changed
+            current = await self.entry(board, open_id, period=period)
+            if current is None:  # the player was deleted meanwhile
+                raise UnknownPlayer(f"No player has open_id {open_id!r}.")
+            return current
+        self._emit(BoardChange(board, period))
+        return self._entry(
+            await self._rank(dialect, order, board, period, written),
+            written.score,
+            written.public_id,
+            written.display_name,
+            written.avatar_url,
         )
-        if changed:
-            self._emit(BoardChange(board, period))
-        return result
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -344,26 +391,23 @@ class Leaderboards:
             limit = definition.live_size
         elif not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be from 1 to {MAX_LIMIT}, not {limit}")
-        return await store.top(
-            self._database.dialect,
-            definition.order,
-            board,
-            period if period is not None else definition.period_key(self._clock()),
-            limit,
-            self._entry,
-        )
+        period = period if period is not None else definition.period_key(self._clock())
+        dialect, order = self._database.dialect, definition.order
+        keys = await self._index.keys(board, period, order, 1, limit)
+        if keys is None:
+            return await store.top(dialect, order, board, period, limit, self._entry)
+        return await self._entries(order, keys, first_rank=1)
 
     async def entry(self, board: str, open_id: str, *, period: str | None = None) -> Entry | None:
         """The player's entry in ``period`` (default: the current one), ``None`` without a score."""
         definition = self.boards.get(board)
-        return await store.entry(
-            self._database.dialect,
-            definition.order,
-            board,
-            period if period is not None else definition.period_key(self._clock()),
-            open_id,
-            self._entry,
-        )
+        period = period if period is not None else definition.period_key(self._clock())
+        dialect = self._database.dialect
+        row = await store.row_of(dialect, board, period, open_id)
+        if row is None:
+            return None
+        rank = await self._rank(dialect, definition.order, board, period, row)
+        return self._entry(rank, row.score, row.public_id, row.display_name, row.avatar_url)
 
     async def around(
         self, board: str, open_id: str, radius: int = 5, *, period: str | None = None
@@ -377,15 +421,20 @@ class Leaderboards:
         if not 0 <= radius <= MAX_LIMIT:
             raise ValueError(f"radius must be from 0 to {MAX_LIMIT}, not {radius}")
         definition = self.boards.get(board)
-        return await store.around(
-            self._database.dialect,
-            definition.order,
-            board,
-            period if period is not None else definition.period_key(self._clock()),
-            open_id,
-            radius,
-            self._entry,
-        )
+        period = period if period is not None else definition.period_key(self._clock())
+        dialect, order = self._database.dialect, definition.order
+        row = await store.row_of(dialect, board, period, open_id)
+        if row is None:
+            return []
+        key = _key(order, row.id, row.score, row.reached_at)
+        rank = await self._index.rank(board, period, order, key)
+        keys = None
+        if rank is not None:
+            first = max(1, rank - radius)
+            keys = await self._index.keys(board, period, order, first, rank + radius)
+        if rank is None or keys is None:
+            return await store.around(dialect, order, board, period, open_id, radius, self._entry)
+        return await self._entries(order, keys, first_rank=first)
 
     def announce_all(self) -> None:
         """Announce every board's current period (after a player vanished from all of them)."""
@@ -400,15 +449,56 @@ class Leaderboards:
         again. Each check counts no further than ``live_size`` rows.
         """
         now = self._clock()
-        dialect = self._database.dialect
         for definition in self.boards:
             period = definition.period_key(now)
-            if await store.within_top(
-                dialect, definition.order, definition.name, period, open_id, definition.live_size
-            ):
+            shown = await self.entry(definition.name, open_id, period=period)
+            if shown is not None and shown.rank <= definition.live_size:
                 self._emit(BoardChange(definition.name, period))
 
-    # -- rendering ---------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Finish nothing more: index removals still queued are dropped (the index is closed
+        with them). Closing twice is harmless; the service works again after it."""
+        await self._removals.close()
+        self._removals = TaskSet("score-removals")
+
+    def scores_removed(self, removals: list[Removal]) -> None:
+        """A feed listener: score rows were deleted (a forgotten player's), on any process.
+
+        They leave the rank index, and the boards they were on are pushed again.
+        """
+        by_period: dict[tuple[str, str], list[int]] = {}
+        for removal in removals:
+            by_period.setdefault((removal.board, removal.period), []).append(removal.row_id)
+        for (board, period), row_ids in by_period.items():
+            self._removals.spawn(self._index.remove(board, period, row_ids))
+            if board in self.boards:
+                self._emit(BoardChange(board, period))
+
+    # -- ranks and rendering -----------------------------------------------------------------
+
+    async def _rank(
+        self, dialect: Dialect, order: Order, board: str, period: str, row: store.Written
+    ) -> int:
+        """The row's rank: from the index, or counted in the database while it cannot say."""
+        key = _key(order, row.id, row.score, row.reached_at)
+        rank = await self._index.rank(board, period, order, key)
+        if rank is None:
+            rank = await store.rank_of(dialect, order, board, period, row)
+        return rank
+
+    async def _entries(self, order: Order, keys: list[int], *, first_rank: int) -> list[Entry]:
+        """The entries of consecutive index keys, with each player's current profile.
+
+        A row the database no longer has (deleted a moment ago, its removal on the way) is
+        left out.
+        """
+        shown = await store.shown(self._database.dialect, [row_id_of(key) for key in keys])
+        entries = []
+        for rank, key in enumerate(keys, first_rank):
+            player = shown.get(row_id_of(key))
+            if player is not None:
+                entries.append(self._entry(rank, score_of(order, key), *player))
+        return entries
 
     def _entry(
         self,

@@ -15,19 +15,23 @@ from aiohttp import web
 
 from tiktok_minis.avatars import Avatars
 from tiktok_minis.concurrency import TaskSet
-from tiktok_minis.leaderboards import BoardRegistry, Leaderboards
+from tiktok_minis.feeds import Feed
+from tiktok_minis.leaderboards import BoardRegistry, Leaderboards, index_loader
 from tiktok_minis.metrics import Metrics
 from tiktok_minis.players import Player, Players
 from tiktok_minis.profile import Placeholder
+from tiktok_minis.ranking import MemoryRankIndex, NoRankIndex, RankIndex
 from tiktok_minis.realtime import LoginHook, Realtime
 from tiktok_minis.refresher import Refresher
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
 from tiktok_minis.sessions import Sessions, SessionSigner
 from tiktok_minis.settings import Settings
 from tiktok_minis.socket_guard import harden
+from tiktok_minis.store import score_removals
 from tiktok_minis.store import webhooks as webhook_events
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.database import Database, is_outage
+from tiktok_minis.store.score_removals import Removal
 from tiktok_minis.tiktok.client import TikTokClient
 from tiktok_minis.webhook import DEFAULT_PATH as WEBHOOK_PATH
 from tiktok_minis.webhook import add_webhook_route, event_retention
@@ -99,7 +103,19 @@ class TikTokMinis:
             clock=self._now,
             keep_avatar=self.avatars.keep,
         )
-        self.leaderboards = Leaderboards(self.boards, self.database, placeholder, clock=self._now)
+        #: Where the boards' order is kept for O(log n) ranks (``TTMINIS_RANK_INDEX``).
+        self.rank_index = self._rank_index()
+        self.leaderboards = Leaderboards(
+            self.boards, self.database, placeholder, clock=self._now, index=self.rank_index
+        )
+        # Scores deleted by any process (a forget, from the shell too) leave every rank index.
+        self._score_removals: Feed[Removal] = Feed(
+            "score-removals",
+            score_removals.removed_since,
+            score_removals.latest_id,
+            poll_seconds=self.settings.session_poll_seconds,
+        )
+        self._score_removals.subscribe(self.leaderboards.scores_removed)
         self.refresher = Refresher(
             self.players,
             dialect=lambda: self.database.dialect,
@@ -251,6 +267,8 @@ class TikTokMinis:
         await self._client.start()
         await self.avatars.start()
         await self.sessions.start()
+        await self.rank_index.start()
+        await self._score_removals.start()
         if self._realtime is not None:
             self._realtime.start()
         if self.settings.refresher_enabled:
@@ -264,6 +282,9 @@ class TikTokMinis:
         if self._realtime is not None:
             await self._realtime.close()
         await self.sessions.close()
+        await self._score_removals.close()
+        await self.leaderboards.close()
+        await self.rank_index.close()
         await self._tasks.close()
         self._tasks = TaskSet("tiktok-minis")
         await self._client.close()
@@ -281,7 +302,9 @@ class TikTokMinis:
         """
         retention = event_retention(self.settings.webhook_tolerance_seconds)
         events = await webhook_events.delete_older_than(retention)
-        return events + await self.sessions.housekeeping()
+        # Every process follows removals within a poll; a day is plenty for one that lagged.
+        removals = await score_removals.delete_older_than(self._now() - timedelta(days=1))
+        return events + removals + await self.sessions.housekeeping()
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -303,10 +326,22 @@ class TikTokMinis:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
+    def _rank_index(self) -> RankIndex:
+        """The rank index ``TTMINIS_RANK_INDEX`` asks for (``auto``: in memory for one process;
+        with ``TTMINIS_REDIS_URL``, several processes, counted in the database until the Redis
+        index is configured)."""
+        choice = self.settings.rank_index
+        if choice == "auto":
+            choice = "database" if self.settings.redis_url else "memory"
+        if choice == "memory":
+            return MemoryRankIndex(index_loader(self.database))
+        return NoRankIndex()
+
     def _player_forgotten(self, player: Player) -> None:
         # The forget recorded the end of the player's sessions: unbind this process's connections
         # now rather than at the next poll (the other processes' polls do the same for theirs).
         self._tasks.spawn(self.sessions.poll())
+        self._tasks.spawn(self._score_removals.poll())
         self.leaderboards.announce_all()
 
     def _player_changed(self, player: Player) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Proxies whose X-Forwarded-For names the client (addresses or CIDRs).",
+    )
+    rank_index: Literal["auto", "memory", "redis", "database"] = Field(
+        default="auto",
+        description="Where ranks are kept: memory (one process), redis (several), database "
+        "(counted); auto picks memory, or redis with TTMINIS_REDIS_URL.",
     )
     session_poll_seconds: float = Field(
         default=1.0,

@@ -15,7 +15,7 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from tiktok_minis.store import sessions
+from tiktok_minis.store import score_removals, sessions
 from tiktok_minis.store.database import Dialect, connection
 from tiktok_minis.store.models import AvatarRow, Consent, PlayerRow, ScoreRow
 
@@ -230,7 +230,8 @@ async def forget_player(open_id: str, *, anonymise_scores: bool, now: datetime) 
     Anonymised scores move, in the same transaction, to a new player row that has no TikTok
     identity (a random key that no login can produce, a new public id, no profile), so boards
     keep their history and show the placeholder. Every session of the player ends, recorded in
-    the same transaction. Returns how many scores were deleted or moved.
+    the same transaction, and so is each deleted score row (for the rank indexes). Returns how
+    many scores were deleted or moved.
     """
     async with in_transaction(connection().connection_name) as transaction:
         scores = ScoreRow.filter(player_id=open_id).using_db(transaction)
@@ -242,7 +243,13 @@ async def forget_player(open_id: str, *, anonymise_scores: bool, now: datetime) 
             )
             affected = await scores.update(player_id=stand_in.open_id)
         else:
+            deleted = await scores.values_list("id", "board", "period")
             affected = await scores.delete()
+            await score_removals.record(
+                [(int(row_id), board, period) for row_id, board, period in deleted],
+                now=now,
+                using_db=transaction,
+            )
         row = await PlayerRow.filter(open_id=open_id).using_db(transaction).first()
         await PlayerRow.filter(open_id=open_id).using_db(transaction).delete()
         if row is not None:

@@ -6,15 +6,16 @@ board's operator and order (so concurrent submits of one player never race), and
 with the tie-breaks. Each statement is written once, with PostgreSQL's ``$n`` placeholders, and
 rendered for SQLite (``?n``, the same numbered parameters) by :func:`_for_dialect`.
 
-Ranking order is defined once, in :class:`Ranking`; ``top``, ``entry``, ``around`` and
-``within_top`` all build on it. Rows carry no names: each query joins the current
-``ttminis_player`` row, and the caller decides how to show it through a ``render`` callback
-(``render(rank, score, public_id, display_name, avatar_url)``), so no intermediate object is
-built per row.
+Ranking order is defined once, in :class:`Ranking`; ``top``, ``entry``, ``around``, ``rank_of``
+and ``load`` all build on it (and ``tiktok_minis.ranking.keys`` encodes the same order). Rows
+carry no names: each query joins the current ``ttminis_player`` row, and the caller decides how
+to show it through a ``render`` callback (``render(rank, score, public_id, display_name,
+avatar_url)``), so no intermediate object is built per row.
 
-Costs, all on indexes: ``top`` and the upsert read a handful of index entries whatever the
-board's size; a rank (``entry``, ``around``, and the entry ``submit`` returns) counts the rows
-ahead, so it grows with the rank (``python -m bench leaderboard`` shows how much).
+Costs, all on indexes: ``top``, ``row_of``, ``shown`` and the upsert read a handful of index
+entries whatever the board's size; a counted rank (``entry``, ``around``, ``rank_of``) counts
+the rows ahead, so it grows with the rank. The leaderboard service counts only while its rank
+index cannot answer (see :mod:`tiktok_minis.ranking`); the counts are also the tests' oracle.
 """
 
 # The statements are f-strings assembled once from fixed fragments of this module (never from
@@ -23,8 +24,9 @@ ahead, so it grows with the rank (``python -m bench leaderboard`` shows how much
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -39,17 +41,25 @@ __all__ = [
     "INT64_MAX",
     "INT64_MIN",
     "RANKINGS",
+    "Indexed",
     "Operator",
     "Order",
     "Position",
     "Ranking",
     "Render",
+    "Shown",
+    "Written",
     "around",
     "db_timestamp",
     "entry",
-    "submit",
+    "load",
+    "rank_of",
+    "reached_at",
+    "row_of",
+    "shown",
     "top",
-    "within_top",
+    "write",
+    "written_since",
 ]
 
 Order = Literal["desc", "asc"]
@@ -143,8 +153,9 @@ _ME_CTE = """me AS (
             SELECT id, score, reached_at, player_id FROM ttminis_score
             WHERE board = $1 AND period = $2 AND player_id = $3)"""
 _ME = Position("(SELECT score FROM me)", "(SELECT reached_at FROM me)", "(SELECT id FROM me)")
-# A row just written, passed as parameters $4, $5, $6.
-_WRITTEN = Position("$4", "$5", "$6")
+# A row just written, passed as parameters $3, $4, $5; the last row a load read, as $4 to $6.
+_WRITTEN = Position("$3", "$4", "$5")
+_LAST = Position("$4", "$5", "$6")
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -173,16 +184,32 @@ def _update_rule(operator: Operator, ranking: Ranking) -> tuple[str, str]:
     )
 
 
+_ROW_OF = """
+    SELECT s.id, s.score, s.reached_at, s.version, p.public_id, p.display_name, p.avatar_url
+    FROM ttminis_score s JOIN ttminis_player p ON p.open_id = s.player_id
+    WHERE s.board = $1 AND s.period = $2 AND s.player_id = $3"""
+_SHOWN_COLUMNS = """
+    SELECT s.id, p.public_id, p.display_name, p.avatar_url
+    FROM ttminis_score s JOIN ttminis_player p ON p.open_id = s.player_id"""
+_SHOWN_POSTGRES = _SHOWN_COLUMNS + " WHERE s.id = ANY($1::bigint[])"
+# One statement for any number of ids: SQLite reads the list as a JSON array.
+_SHOWN_SQLITE = _SHOWN_COLUMNS + " WHERE s.id IN (SELECT value FROM json_each(?1))"
+_WRITTEN_SINCE = """
+    SELECT board, period, id, version, score, reached_at FROM ttminis_score
+    WHERE updated_at >= $1"""
+
+
 @dataclass(frozen=True, slots=True)
 class _Statements:
     """Every statement for one dialect and one order, rendered once and cached."""
 
     upsert: dict[Operator, str]
     rank_of: str
+    load_first: str
+    load_next: str
     entry: str
     top: str
     around: str
-    within_top: str
 
 
 def _upsert(operator: Operator, ranking: Ranking) -> str:
@@ -195,9 +222,13 @@ def _upsert(operator: Operator, ranking: Ranking) -> str:
             score = {new_score},
             reached_at = CASE WHEN {new_score} = s.score
                 THEN s.reached_at ELSE excluded.reached_at END,
-            updated_at = excluded.updated_at
+            updated_at = excluded.updated_at,
+            version = s.version + 1
         {condition}
-        RETURNING id, score, reached_at"""
+        RETURNING id, score, reached_at, version,
+            (SELECT public_id FROM ttminis_player WHERE open_id = $3) AS public_id,
+            (SELECT display_name FROM ttminis_player WHERE open_id = $3) AS display_name,
+            (SELECT avatar_url FROM ttminis_player WHERE open_id = $3) AS avatar_url"""
 
 
 @cache
@@ -210,9 +241,17 @@ def _statements(dialect: Dialect, order: Order) -> _Statements:
             "incr": _upsert("incr", r),
         },
         # $1 board, $2 period, $3 open_id, $4 score, $5 reached_at, $6 id: a row just written.
-        rank_of=f"""
-            SELECT {r.count_ahead(_WRITTEN)} + 1, p.public_id, p.display_name, p.avatar_url
-            FROM ttminis_player p WHERE p.open_id = $3""",
+        # $1 board, $2 period, $3 score, $4 reached_at, $5 id: a row just written.
+        rank_of=f"SELECT {r.count_ahead(_WRITTEN)} + 1",
+        # $1 board, $2 period, $3 batch; then $4 score, $5 reached_at, $6 id: the last row read.
+        load_first=f"""
+            SELECT t.id, t.version, t.score, t.reached_at FROM ttminis_score t
+            WHERE t.board = $1 AND t.period = $2
+            ORDER BY {r.order_by("t")} LIMIT $3""",
+        load_next=f"""
+            SELECT t.id, t.version, t.score, t.reached_at FROM ttminis_score t
+            WHERE t.board = $1 AND t.period = $2 AND {r.behind("t", _LAST)}
+            ORDER BY {r.order_by("t")} LIMIT $3""",
         # $1 board, $2 period, $3 open_id.
         entry=f"""
             WITH {_ME_CTE}
@@ -249,23 +288,15 @@ def _statements(dialect: Dialect, order: Order) -> _Statements:
                 s.score, p.public_id, p.display_name, p.avatar_url
             FROM shown s JOIN ttminis_player p ON p.open_id = s.player_id
             ORDER BY {r.order_by("s")}""",
-        # $1 board, $2 period, $3 open_id, $4 size: a row when the player is among the `size`
-        # best. Looking through the top rows (as `top` does) bounds the work by `size` wherever
-        # the player stands; a count of the rows ahead, even capped by LIMIT, let PostgreSQL
-        # pick a sequential scan that reads the whole board when the player leads it.
-        within_top=f"""
-            SELECT 1 FROM (SELECT t.player_id FROM ttminis_score t
-                           WHERE t.board = $1 AND t.period = $2
-                           ORDER BY {r.order_by("t")} LIMIT $4) s
-            WHERE s.player_id = $3""",
     )
     return _Statements(
         upsert={op: _for_dialect(dialect, text) for op, text in sql.upsert.items()},
         rank_of=_for_dialect(dialect, sql.rank_of),
+        load_first=_for_dialect(dialect, sql.load_first),
+        load_next=_for_dialect(dialect, sql.load_next),
         entry=_for_dialect(dialect, sql.entry),
         top=_for_dialect(dialect, sql.top),
         around=_for_dialect(dialect, sql.around),
-        within_top=_for_dialect(dialect, sql.within_top),
     )
 
 
@@ -287,7 +318,24 @@ async def _rows(sql: str, values: list[Any]) -> Sequence[Any]:
     return (await connection().execute_query(sql, values))[1]
 
 
-async def submit(
+class Written(NamedTuple):
+    """A score row as an upsert left it, with its player's current profile."""
+
+    id: int
+    score: int
+    reached_at: datetime
+    version: int
+    public_id: str
+    display_name: str | None
+    avatar_url: str | None
+
+
+def reached_at(value: datetime | str) -> datetime:
+    """A ``reached_at`` as the driver returns it (SQLite: the fixed-width text) as a datetime."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+async def write(
     dialect: Dialect,
     order: Order,
     operator: Operator,
@@ -296,13 +344,12 @@ async def submit(
     open_id: str,
     score: int,
     at: datetime,
-    render: Render[T],
-) -> tuple[T, bool]:
-    """Apply one score in one atomic upsert; the player's entry as written, and whether it changed.
+) -> Written | None:
+    """Apply one score in one atomic upsert; the row as written, ``None`` when nothing changed.
 
     ``best`` replaces only a better score, ``latest`` always replaces, ``incr`` adds. The
-    stored ``reached_at`` becomes ``at`` only when the score changes. When ``best`` keeps the
-    stored score, nothing is written and the current entry comes back with ``False``.
+    stored ``reached_at`` becomes ``at`` only when the score changes, and every write moves the
+    row's ``version`` on. When ``best`` keeps the stored score nothing is written.
 
     Raises :class:`UnknownPlayer` when no player has that ``open_id``, and
     :class:`ScoreRejected` when an increment would overflow 64 bits (nothing is written).
@@ -311,32 +358,95 @@ async def submit(
     try:
         # execute_query_dict: tortoise's PostgreSQL execute_query discards the rows of any
         # statement that starts with INSERT, RETURNING included.
-        written = await connection().execute_query_dict(
+        rows = await connection().execute_query_dict(
             statements.upsert[operator],
             [board, period, open_id, score, db_timestamp(dialect, at)],
         )
     except IntegrityError as exc:
         # The only constraint the upsert can break is the foreign key to the player.
         raise UnknownPlayer(f"No player has open_id {open_id!r}.") from exc
-    if written:
-        row = written[0]
-        new_score = row["score"]
-        ranked = await _rows(
-            statements.rank_of,
-            [board, period, open_id, new_score, row["reached_at"], row["id"]],
-        )
-        if not ranked:  # the player was deleted between the two statements
-            raise UnknownPlayer(f"No player has open_id {open_id!r}.")
-        rank, public_id, display_name, avatar_url = ranked[0]
-        return render(rank, new_score, public_id, display_name, avatar_url), True
-    if operator == "incr":
-        raise ScoreRejected(
-            f"Adding {score} to the player's score on board {board!r} would overflow 64 bits."
-        )
-    current = await entry(dialect, order, board, period, open_id, render)
-    if current is None:  # the player was deleted between the two statements
+    if not rows:
+        if operator == "incr":
+            raise ScoreRejected(
+                f"Adding {score} to the player's score on board {board!r} would overflow 64 bits."
+            )
+        return None
+    row = rows[0]
+    if row["public_id"] is None:  # the player was deleted while the row was written
         raise UnknownPlayer(f"No player has open_id {open_id!r}.")
-    return current, False
+    return Written(
+        row["id"],
+        row["score"],
+        reached_at(row["reached_at"]),
+        row["version"],
+        row["public_id"],
+        row["display_name"],
+        row["avatar_url"],
+    )
+
+
+async def rank_of(dialect: Dialect, order: Order, board: str, period: str, row: Written) -> int:
+    """The rank of a row just written, counted in the database (when no index can say)."""
+    ranked = await _rows(
+        _statements(dialect, order).rank_of,
+        [board, period, row.score, db_timestamp(dialect, row.reached_at), row.id],
+    )
+    return int(ranked[0][0])
+
+
+async def row_of(dialect: Dialect, board: str, period: str, open_id: str) -> Written | None:
+    """The player's row in a board's period with their current profile, ``None`` without one."""
+    rows = await _rows(_for_dialect(dialect, _ROW_OF), [board, period, open_id])
+    if not rows:
+        return None
+    row = rows[0]
+    return Written(row[0], row[1], reached_at(row[2]), row[3], row[4], row[5], row[6])
+
+
+#: What a row shows on a board: (public_id, display_name, avatar_url).
+Shown = tuple[str, str | None, str | None]
+
+
+async def shown(dialect: Dialect, row_ids: Sequence[int]) -> dict[int, Shown]:
+    """Each row's player as they are now, by row id; deleted rows are missing."""
+    if not row_ids:
+        return {}
+    if dialect == "postgres":
+        rows = await _rows(_SHOWN_POSTGRES, [list(row_ids)])
+    else:
+        rows = await _rows(_SHOWN_SQLITE, [json.dumps(list(row_ids))])
+    return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+
+#: A row as a rank index loads it: (id, version, score, reached_at).
+Indexed = tuple[int, int, int, datetime]
+
+
+async def load(
+    dialect: Dialect, order: Order, board: str, period: str, batch: int = 20_000
+) -> AsyncIterator[list[Indexed]]:
+    """Every row of a board's period, best first, ``batch`` rows a query.
+
+    Each query starts behind the last row of the one before (keyset pagination on the
+    board's index), so a million rows cost a hundred short range scans, not one long read.
+    """
+    statements = _statements(dialect, order)
+    rows = await _rows(statements.load_first, [board, period, batch])
+    while rows:
+        loaded = [(row[0], row[1], row[2], reached_at(row[3])) for row in rows]
+        yield loaded
+        if len(rows) < batch:
+            return
+        last_id, _, last_score, last_reached = rows[-1]
+        rows = await _rows(
+            statements.load_next, [board, period, batch, last_score, last_reached, last_id]
+        )
+
+
+async def written_since(dialect: Dialect, since: datetime) -> list[tuple[str, str, Indexed]]:
+    """The rows written at or after ``since``: (board, period, row), for an index's repair."""
+    rows = await _rows(_for_dialect(dialect, _WRITTEN_SINCE), [db_timestamp(dialect, since)])
+    return [(row[0], row[1], (row[2], row[3], row[4], reached_at(row[5]))) for row in rows]
 
 
 async def top(
@@ -375,11 +485,3 @@ async def around(
     return [
         render(first + offset, row[1], row[2], row[3], row[4]) for offset, row in enumerate(rows)
     ]
-
-
-async def within_top(
-    dialect: Dialect, order: Order, board: str, period: str, open_id: str, size: int
-) -> bool:
-    """Whether the player has a score in the period, ranked ``size`` or better."""
-    rows = await _rows(_statements(dialect, order).within_top, [board, period, open_id, size])
-    return bool(rows)
