@@ -462,15 +462,16 @@ class Leaderboards:
         self._removals = TaskSet("score-removals")
 
     def scores_removed(self, removals: list[Removal]) -> None:
-        """A feed listener: score rows were deleted (a forgotten player's), on any process.
+        """A feed listener: score rows were deleted (a forgotten player's), on any process."""
+        self._removals.spawn(self.remove_scores(removals))
 
-        They leave the rank index, and the boards they were on are pushed again.
-        """
+    async def remove_scores(self, removals: list[Removal]) -> None:
+        """Drop deleted score rows from the rank index and push the boards they were on."""
         by_period: dict[tuple[str, str], list[int]] = {}
         for removal in removals:
             by_period.setdefault((removal.board, removal.period), []).append(removal.row_id)
         for (board, period), row_ids in by_period.items():
-            self._removals.spawn(self._index.remove(board, period, row_ids))
+            await self._index.remove(board, period, row_ids)
             if board in self.boards:
                 self._emit(BoardChange(board, period))
 
