@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from game import FAST_UPSTREAM, run_game
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tiktok_minis import Settings
 from tiktok_minis.errors import ScoreRejected
 from tiktok_minis.leaderboards import Board, BoardRegistry, Entry, Leaderboards, index_loader
 from tiktok_minis.profile import Placeholder
@@ -248,3 +252,47 @@ def test_the_index_answers_as_the_database_counts(operations: list[Any]) -> None
     after each step the index's ranks, top and around equal the database's counted ones."""
     with tempfile.TemporaryDirectory() as folder:
         asyncio.run(_run_case(operations, Path(folder)))
+
+
+async def test_a_forget_from_the_shell_leaves_a_live_servers_index(sqlite_url: str) -> None:
+    """``python -m tiktok_minis forget`` in another process: the running server's in-process
+    index drops the player's rows, and watchers see the board without them."""
+    settings = Settings(
+        sandbox=True, database_url=sqlite_url, session_poll_seconds=0.05, **FAST_UPSTREAM
+    )
+    async with run_game(settings) as game:
+        assert await game.minis.rank_index.ready("global", "all", "desc")
+        players = [await game.logged_in() for _ in range(3)]
+        for n, (client, _, _) in enumerate(players):
+            ack = await client.call("leaderboard:submit", {"board": "global", "score": 10 * n})
+            assert ack["ok"]
+        leader_id = players[2][2]["player"]["id"]
+        watcher = await game.client()
+        joined = await watcher.call("leaderboard:join", {"board": "global"})
+        assert joined["entries"][0]["player"]["id"] == leader_id
+
+        shell = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tiktok_minis",
+            "forget",
+            "--",  # an open_id may start with "-"
+            players[2][1].open_id,
+            env={**os.environ, "TTMINIS_SANDBOX": "true", "TTMINIS_DATABASE_URL": sqlite_url},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(shell.communicate(), 60)
+        assert shell.returncode == 0, err.decode()
+
+        def without_leader(data: Any) -> bool:
+            return leader_id not in {entry["player"]["id"] for entry in data["entries"]}
+
+        pushed = [data for name, data in watcher.received if name == "leaderboard:update"]
+        update = next(
+            (data for data in pushed if without_leader(data)), None
+        ) or await watcher.wait_for("leaderboard:update", without_leader, within=5)
+        assert [entry["rank"] for entry in update["entries"]] == [1, 2]
+        assert game.minis.rank_index.size("global", "all") == 2
+        around = await players[1][0].call("leaderboard:around", {"board": "global"})
+        assert [entry["rank"] for entry in around["entries"]] == [1, 2]

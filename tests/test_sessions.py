@@ -159,6 +159,7 @@ async def test_forget_from_the_shell_ends_the_sessions_of_a_live_server(
         "-m",
         "tiktok_minis",
         "forget",
+        "--",  # an open_id may start with "-"
         user.open_id,
         env=environment,
         stdout=asyncio.subprocess.PIPE,
