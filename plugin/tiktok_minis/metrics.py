@@ -101,6 +101,15 @@ class Metrics:
             "Sockets this process holds on the plugin's namespace.",
             registry=registry,
         )
+        self.redis_failures = Counter(
+            "ttminis_redis_failures",
+            "Redis manager failures, by operation: publish (an emit the other processes never "
+            "got, dropped after two tries) or listen (the pub/sub link broke, or a retry failed).",
+            ["operation"],
+            registry=registry,
+        )
+        # Registered on the first report, so that a process without Redis shows no link at all.
+        self._redis_link: Gauge | None = None
 
     @property
     def handler(self) -> Handler:
@@ -134,6 +143,21 @@ class Metrics:
         """A TikTok operation ended with HTTP ``status`` (``None``: no answer) after ``seconds``."""
         self.upstream_calls.labels(endpoint, str(status) if status is not None else "none").inc()
         self.upstream_seconds.labels(endpoint).observe(seconds)
+
+    def redis_failure(self, operation: str) -> None:
+        """The Redis manager failed to ``publish``, or to ``listen`` (the link is down)."""
+        self.redis_failures.labels(operation).inc()
+
+    def redis_link(self, *, up: bool) -> None:
+        """The Redis manager's pub/sub link came up (subscribed) or went down."""
+        if self._redis_link is None:
+            self._redis_link = Gauge(
+                "ttminis_redis_link_up",
+                "1 while this process is subscribed to the Redis channel, 0 while that link is "
+                "down (pushes from other processes do not arrive).",
+                registry=self.registry,
+            )
+        self._redis_link.set(1 if up else 0)
 
     def pushed(self, event: str) -> None:
         """A push of ``event`` went out."""

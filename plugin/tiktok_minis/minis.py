@@ -152,9 +152,49 @@ class TikTokMinis:
     def create_server(self, **options: Any) -> socketio.AsyncServer:
         """An ``AsyncServer`` set up for the plugin: Redis manager when configured, sane limits."""
         if self.settings.redis_url:
+            metrics, leaderboards = self.metrics, self.leaderboards
+
+            class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+                """The stock manager, observed in /metrics and quick to find Redis again.
+
+                While Redis is down the stock listener waits 1, 2, 4 ... 60 s between attempts,
+                and pub/sub keeps nothing for a subscriber that is away: pushes from the other
+                processes would stay lost for up to a minute after Redis is back. This one tries
+                every second, and once the link is back every board is pushed again, so the
+                watchers here catch up with what the other processes changed meanwhile.
+                """
+
+                async def _publish(self, data: Any) -> Any:
+                    sent = await super()._publish(data)
+                    if sent is None:  # given up after two tries (the stock manager logs it)
+                        metrics.redis_failure("publish")
+                    return sent
+
+                async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
+                    broken = False
+                    while True:
+                        try:
+                            self._redis_connect()
+                            await self.pubsub.subscribe(self.channel)
+                            metrics.redis_link(up=True)
+                            if broken:
+                                broken = False
+                                leaderboards.announce_all()
+                            async for message in self.pubsub.listen():
+                                yield message
+                        except Exception as exc:  # noqa: BLE001 (as the stock listener: retry)
+                            broken = True
+                            metrics.redis_link(up=False)
+                            metrics.redis_failure("listen")
+                            self._get_logger().error(
+                                "Cannot receive from redis... retrying in 1 s",
+                                extra={"event": "redis_unavailable", "redis_exception": str(exc)},
+                            )
+                            await asyncio.sleep(1.0)
+
             options.setdefault(
                 "client_manager",
-                socketio.AsyncRedisManager(
+                RedisManager(
                     self.settings.redis_url,
                     channel=self.settings.redis_channel,
                     # redis-py's default socket_timeout makes the listener drop messages.

@@ -6,12 +6,15 @@ Opening also brings the schema up to date with tortoise's migrations (see ``stor
 
 from __future__ import annotations
 
+import errno
+import socket
+import sqlite3
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.exceptions import DBConnectionError, OperationalError
+from tortoise.exceptions import BaseORMException, DBConnectionError, IntegrityError
 
 from tiktok_minis.errors import ConfigurationError
 from tiktok_minis.store.schema import apply_migrations, tortoise_config
@@ -130,17 +133,66 @@ class Database:
         return True
 
 
+# SQLSTATE classes (and one code) that say the server is not there to answer, whatever the
+# query: 08 connection exception, 53 insufficient resources (too many connections, disk full),
+# 57 operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 "the database
+# system is starting up / shutting down", 57014 a statement cut short), 58 system error (I/O).
+_OUTAGE_SQLSTATE_PREFIXES = ("08", "53", "57", "58")
+
+# SQLite's primary result codes of the same kind: busy or locked past the busy timeout, out of
+# memory, I/O error, disk full, cannot open the file. A syntax error or a missing table (also
+# sqlite3.OperationalError) is a bug, not one of these.
+_OUTAGE_SQLITE_CODES = frozenset({5, 6, 7, 10, 13, 14})
+
+# asyncpg's protocol errors: raised when a connection the server has just cut (a FATAL
+# "terminating connection due to administrator command" landing on an idle pooled connection)
+# is used in the moment before asyncpg notices the socket closed. The pool replaces it.
+_ASYNCPG_BROKEN_CONNECTION = frozenset({"InternalClientError", "ConnectionDoesNotExistError"})
+
+_NETWORK_ERRNOS = frozenset(
+    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
+)
+
+_MAX_CHAIN = 8
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether ``exc`` means the database is not answering (down, restarting, unreachable),
     as opposed to a bug in a query: the caller answers ``storage_unavailable``, not
-    ``internal_error``."""
-    if isinstance(exc, DBConnectionError | ConnectionError | TimeoutError):
-        return True
-    if isinstance(exc, OperationalError):
+    ``internal_error``.
+
+    Seen against a PostgreSQL restarted under traffic (tests/test_faults.py): refused and reset
+    connections, asyncpg's ``CannotConnectNowError`` (57P03) while it stops and starts, and
+    ``InternalClientError`` from a pooled connection the server had just terminated. tortoise
+    passes most asyncpg errors through unwrapped, and wraps some in ``OperationalError``
+    (the driver's error as its cause).
+    """
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < _MAX_CHAIN:
+        seen += 1
+        if _is_outage_itself(current):
+            return True
+        if not isinstance(current, BaseORMException) or isinstance(current, IntegrityError):
+            return False
         # tortoise wraps the driver's error; a lost connection shows in its cause.
-        cause = exc.__cause__ or exc.__context__
-        return cause is not None and cause is not exc and is_outage(cause)
+        current = current.__cause__ or current.__context__
     return False
+
+
+def _is_outage_itself(exc: BaseException) -> bool:
+    if isinstance(exc, DBConnectionError | ConnectionError | TimeoutError | socket.gaierror):
+        return True  # refused, reset, a timeout, a host name that does not resolve
+    if type(exc) is OSError and exc.errno in _NETWORK_ERRNOS:
+        return True  # no route to the host (a plain OSError, not a ConnectionError)
+    sqlstate = getattr(exc, "sqlstate", None)  # asyncpg's PostgresError (psycopg: .sqlstate)
+    if isinstance(sqlstate, str) and sqlstate.startswith(_OUTAGE_SQLSTATE_PREFIXES):
+        return True
+    sqlite_code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(exc, sqlite3.Error) and isinstance(sqlite_code, int):
+        return sqlite_code & 0xFF in _OUTAGE_SQLITE_CODES
+    kind = type(exc)
+    return kind.__module__.startswith("asyncpg") and kind.__name__ in _ASYNCPG_BROKEN_CONNECTION
 
 
 async def migrate(url: str) -> list[str]:
