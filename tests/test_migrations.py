@@ -307,7 +307,7 @@ async def migrate_to_0001(url: str) -> None:
 
 
 async def test_deployment_migrated_to_0001_is_upgraded_with_its_data(url: str) -> None:
-    """A database at 0001 with its history gets the later migrations alone; rows get the defaults."""
+    """A database at 0001 with its history gets the later migrations alone, rows the defaults."""
     await migrate_to_0001(url)
     raw = Raw(url)
     assert await raw.history() == ["0001_initial"]

@@ -181,8 +181,7 @@ class Players:
         A returning player gets the profile already stored; a new one the placeholder.
         """
         tokens = await self._client.fetch_token(code)
-        row, created = await store.ensure_player(tokens.open_id)
-        await store.save_tokens(tokens.open_id, self._encrypt(tokens))
+        row, created = await store.log_in(tokens.open_id, self._encrypt(tokens), self._clock())
         log.info(
             "player logged in",
             extra={"event": "login", "player": row.public_id, "new_player": created},

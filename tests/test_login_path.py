@@ -1,0 +1,80 @@
+"""The login path: one statement stores the tokens and returns the player, new or returning."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tiktok_minis.store import players as store
+from tiktok_minis.store.database import Database, connection
+
+NOW = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+
+
+def _tokens(n: int) -> store.EncryptedTokens:
+    return store.EncryptedTokens(
+        access_token=f"enc-access-{n}",
+        access_expires_at=NOW + timedelta(hours=2),
+        refresh_token=f"enc-refresh-{n}",
+        refresh_expires_at=NOW + timedelta(days=180),
+        scopes="user.info.open_id",
+    )
+
+
+@pytest.fixture
+def statements(db: Database) -> Iterator[list[str]]:
+    """Every statement the plugin's connection runs while the test body runs."""
+    client = type(connection())
+    seen: list[str] = []
+    originals = {name: getattr(client, name) for name in ("execute_query", "execute_query_dict")}
+
+    def spy(name: str) -> Any:
+        async def run(self: Any, query: str, values: Any = None) -> Any:
+            seen.append(query)
+            return await originals[name](self, query, values)
+
+        return run
+
+    for name in originals:
+        setattr(client, name, spy(name))
+    try:
+        yield seen
+    finally:
+        for name, original in originals.items():
+            setattr(client, name, original)
+
+
+async def test_a_login_is_one_statement(statements: list[str]) -> None:
+    """New or returning, a login writes the tokens and reads the player back in one statement."""
+    row, created = await store.log_in("open-1", _tokens(1), NOW)
+    assert created and row.open_id == "open-1" and len(statements) == 1
+    again, created = await store.log_in("open-1", _tokens(2), NOW + timedelta(minutes=1))
+    assert not created and len(statements) == 2
+    assert again.public_id == row.public_id
+    assert again.refresh_token == "enc-refresh-2" and again.access_token == "enc-access-2"
+    assert again.access_expires_at == NOW + timedelta(hours=2)
+    assert again.created_at == NOW and again.updated_at == NOW + timedelta(minutes=1)
+
+
+@pytest.mark.usefixtures("db")
+async def test_a_returning_login_keeps_the_profile_and_consent() -> None:
+    """A login stores fresh tokens and leaves the profile, the consent and the epoch alone."""
+    await store.log_in("open-2", _tokens(1), NOW)
+    await store.set_profile(
+        "open-2",
+        display_name="Ada",
+        avatar_url="/a.png",
+        union_id="u-2",
+        fetched_at=NOW,
+        refresh_at=NOW + timedelta(days=4),
+    )
+    row, created = await store.log_in("open-2", _tokens(3), NOW + timedelta(hours=1))
+    assert not created
+    assert (row.display_name, row.avatar_url, row.consent.value) == ("Ada", "/a.png", "granted")
+    assert row.profile_refresh_at == NOW + timedelta(days=4)
+    assert row.session_epoch == 0 and row.refresh_failures == 0
+    stored = await store.by_open_id("open-2")
+    assert stored is not None and stored.refresh_token == "enc-refresh-3"
