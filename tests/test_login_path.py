@@ -78,3 +78,21 @@ async def test_a_returning_login_keeps_the_profile_and_consent() -> None:
     assert row.session_epoch == 0 and row.refresh_failures == 0
     stored = await store.by_open_id("open-2")
     assert stored is not None and stored.refresh_token == "enc-refresh-3"
+
+
+@pytest.mark.parametrize(
+    ("query", "synchronous"), [("", 1), ("?synchronous=FULL", 2), ("?busy_timeout=100", 1)]
+)
+async def test_sqlite_is_tuned_for_a_server(tmp_path: Any, query: str, synchronous: int) -> None:
+    """WAL, synchronous=NORMAL and a busy timeout, unless the URL names its own."""
+    database = Database(f"sqlite:///{tmp_path}/tuned.sqlite3{query}")
+    await database.open()
+    try:
+        pragmas = {
+            name: (await connection().execute_query(f"PRAGMA {name}"))[1][0][0]
+            for name in ("journal_mode", "synchronous", "busy_timeout")
+        }
+    finally:
+        await database.close()
+    busy = 100 if "busy_timeout" in query else 5000
+    assert pragmas == {"journal_mode": "wal", "synchronous": synchronous, "busy_timeout": busy}

@@ -46,12 +46,23 @@ class _ProcessState:
     users = 0
 
 
-def _with_pool_size(url: str, pool_size: int) -> str:
-    """The URL with a pool size, unless it names one: tortoise's default of 5 starves a server."""
+# SQLite tuned for a server (tortoise already opens it in WAL mode). synchronous=NORMAL: in WAL
+# mode a commit is durable against a crash of the process (SIGKILL included: the log is in the
+# operating system's hands), and only a power loss or a kernel crash can lose the last commits;
+# FULL would add an fsync to every commit for that. busy_timeout: a writer waits for another
+# connection's lock (the admin command's, say) rather than failing at once.
+_SQLITE_TUNING = {"synchronous": "NORMAL", "busy_timeout": "5000"}
+
+
+def _tuned(url: str, pool_size: int) -> str:
+    """The URL with the server's defaults, unless it names its own: a pool size on PostgreSQL
+    (tortoise's default of 5 starves a server), the pragmas above on SQLite."""
     parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        return url
     query = dict(parse_qsl(parts.query))
+    if parts.scheme == "sqlite":
+        # Appended as text: splitting and joining again would fold sqlite:////abs/path's slashes.
+        missing = {key: value for key, value in _SQLITE_TUNING.items() if key not in query}
+        return url + ("&" if parts.query else "?") + urlencode(missing) if missing else url
     query.setdefault("maxsize", str(pool_size))
     query.setdefault("minsize", "1")
     return urlunsplit(parts._replace(query=urlencode(query)))
@@ -98,7 +109,7 @@ class Database:
             return []
         name = _connection_name(self.dialect)
         await Tortoise.init(
-            config=tortoise_config(name, _with_pool_size(self.url, self._pool_size)),
+            config=tortoise_config(name, _tuned(self.url, self._pool_size)),
             _enable_global_fallback=True,
         )
         try:
