@@ -269,7 +269,8 @@ async def test_a_429_storm_stays_within_the_upstream_rate(
     rate: float,
 ) -> None:
     """TikTok answers 429 to everything: attempts at the emulator never beat the configured rate."""
-    settings = _settings(sqlite_url, upstream_budget_seconds=1.5, **limits)
+    # Attempts are paced (no burst): 3 s of budget gives each refresh enough to count.
+    settings = _settings(sqlite_url, upstream_budget_seconds=3.0, **limits)
     async with run_game(settings, clock=clock) as game:
         for _ in range(12):
             user = game.sandbox.add_user()
@@ -293,7 +294,8 @@ async def test_a_429_storm_stays_within_the_upstream_rate(
         assert len(arrivals) >= 6
         throttle = game.minis._client.throttle
         assert throttle is not None and throttle.rate_limited >= 1
-        # Over any window of t seconds at most rate * (t + 1) attempts (one second of burst).
+        # Over any window of t seconds at most rate * t + 1 attempts start; the emulator sees
+        # them through the network's jitter, so allow it up to a second's worth more.
         for first, start in enumerate(arrivals):
             for last in range(first, len(arrivals)):
                 window = arrivals[last] - start

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import socketio
 from aiohttp import web
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 from tiktok_minis.avatars import Avatars
 from tiktok_minis.concurrency import TaskSet
+from tiktok_minis.errors import ConfigurationError
 from tiktok_minis.feeds import Feed
 from tiktok_minis.leaderboards import BoardRegistry, Leaderboards, index_loader
 from tiktok_minis.metrics import Metrics
@@ -33,6 +38,7 @@ from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.database import Database, is_outage
 from tiktok_minis.store.score_removals import Removal
 from tiktok_minis.tiktok.client import TikTokClient
+from tiktok_minis.tiktok.throttle import RedisPace
 from tiktok_minis.webhook import DEFAULT_PATH as WEBHOOK_PATH
 from tiktok_minis.webhook import add_webhook_route, event_retention
 
@@ -78,7 +84,16 @@ class TikTokMinis:
         #: The built-in TikTok emulator with ``Settings(sandbox=True)``; else ``None``.
         self.sandbox: Sandbox | None = Sandbox(clock=self.clock) if self.settings.sandbox else None
         self.database = Database(self.settings.database_url, self.settings.database_pool_size)
-        self._client = TikTokClient.from_settings(self.settings, clock=self.clock)
+        #: The Redis client the processes share state through (``TTMINIS_REDIS_URL``), if any.
+        self.redis = _redis_client(self.settings.redis_url) if self.settings.redis_url else None
+        self._client = TikTokClient.from_settings(
+            self.settings,
+            clock=self.clock,
+            # One upstream budget for the whole app: every process draws from it.
+            pace=RedisPace(self.redis, f"{self.settings.redis_channel}:upstream")
+            if self.redis is not None
+            else None,
+        )
         #: Prometheus metrics; serve ``metrics.handler`` where the scraper looks.
         self.metrics = Metrics()
         self._client.on_call = self.metrics.upstream
@@ -170,10 +185,25 @@ class TikTokMinis:
                         metrics.redis_failure("publish")
                     return sent
 
+                async def close(self) -> None:
+                    """Stop listening and close both Redis clients (the stock one never does)."""
+                    thread = getattr(self, "thread", None)
+                    if isinstance(thread, asyncio.Task):
+                        thread.cancel()
+                        await asyncio.gather(thread, return_exceptions=True)
+                    await self._close_clients()
+
+                async def _close_clients(self) -> None:
+                    for client in (self.pubsub, self.redis):
+                        if client is not None:
+                            with contextlib.suppress(Exception):
+                                await client.aclose()
+
                 async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
                     broken = False
                     while True:
                         try:
+                            await self._close_clients()  # the broken link's, before a new one
                             self._redis_connect()
                             await self.pubsub.subscribe(self.channel)
                             metrics.redis_link(up=True)
@@ -253,6 +283,9 @@ class TikTokMinis:
             # engineio's disconnect() would wait on it forever.
             for socket in list(sio.eio.sockets.values()):
                 await socket.close(wait=False, reason=sio.eio.reason.SERVER_DISCONNECT)
+            close_manager = getattr(sio.manager, "close", None)
+            if close_manager is not None:
+                await close_manager()
 
         app.on_shutdown.append(close_sockets)
 
@@ -338,6 +371,8 @@ class TikTokMinis:
             await self._sandbox_server.close()
             self._sandbox_server = None
         await self.database.close()
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def housekeeping(self) -> int:
         """Delete what is no longer needed: webhook event digests past TikTok's retry window,
@@ -393,3 +428,17 @@ class TikTokMinis:
         if self._realtime is not None:
             self._tasks.spawn(self._realtime.push_player(player))
         self._tasks.spawn(self.leaderboards.notify_profile_changed(player.open_id))
+
+
+def _redis_client(url: str) -> Redis:
+    """A Redis client for ``url`` (it connects on first use); the ``redis`` extra must be in."""
+    try:
+        from redis.asyncio import Redis
+    except ModuleNotFoundError:
+        raise ConfigurationError(
+            "TTMINIS_REDIS_URL is set but the redis package is not installed: "
+            "pip install 'tiktok-minis[redis]'"
+        ) from None
+    # A bounded socket timeout: a Redis that stops answering fails a call in seconds, and the
+    # callers fall back (the upstream budget to this process, ranks to the database).
+    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)

@@ -141,15 +141,17 @@ class Settings(BaseSettings):
         default=40, ge=1, description="Events a connection may send at once before the limit."
     )
     namespace: str = Field(default="/", pattern=r"^/", description="The Socket.IO namespace.")
-    upstream_rate_per_second: float = Field(
-        default=50.0,
+    upstream_rate_per_second: float | None = Field(
+        default=None,
         gt=0,
-        description="Calls to TikTok per second from this process, all endpoints together.",
+        description="A cap on every call to TikTok per second, all endpoints; none by default "
+        "(the token endpoint publishes no limit). Shared by the processes with Redis.",
     )
     user_info_rate_per_second: float = Field(
-        default=8.0,
+        default=10.0,
         gt=0,
-        description="User-info calls per second from this process (TikTok allows 600/min).",
+        description="User-info calls per second for the whole app (TikTok allows 600 a minute); "
+        "shared by every process through Redis, per process without it.",
     )
     refresher_enabled: bool = Field(
         default=True, description="Refresh granted profiles in the background."

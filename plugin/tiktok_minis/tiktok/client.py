@@ -32,7 +32,7 @@ from tiktok_minis.errors import (
 )
 from tiktok_minis.settings import Settings
 from tiktok_minis.tiktok.models import USER_INFO_FIELDS, TikTokUser, TokenSet
-from tiktok_minis.tiktok.throttle import UpstreamThrottle, retry_after_seconds
+from tiktok_minis.tiktok.throttle import Pace, UpstreamThrottle, retry_after_seconds
 
 __all__ = ["CallObserver", "Clock", "Endpoint", "TikTokClient"]
 
@@ -184,8 +184,10 @@ class TikTokClient:
         session: aiohttp.ClientSession | None = None,
         *,
         clock: Clock = time.time,
+        pace: Pace | None = None,
     ) -> TikTokClient:
-        """A client configured from the plugin's settings, dating tokens by ``clock``."""
+        """A client configured from the plugin's settings, dating tokens by ``clock``; ``pace``
+        keeps the upstream budget (shared through Redis by several processes)."""
         return cls(
             client_key=settings.effective_client_key,
             client_secret=settings.effective_client_secret.get_secret_value(),
@@ -198,6 +200,7 @@ class TikTokClient:
             throttle=UpstreamThrottle(
                 settings.upstream_rate_per_second,
                 path_rates={_PATHS["user_info"]: settings.user_info_rate_per_second},
+                pace=pace,
             ),
             clock=clock,
         )
