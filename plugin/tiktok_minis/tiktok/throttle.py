@@ -9,10 +9,10 @@ one that met it, so a crowd does not keep hammering a limit it already tripped.
 
 Pacing hands out slots ``1 / rate`` apart (a generic cell rate algorithm with no burst), so over
 any half-open window of ``t`` seconds at most ``ceil(rate * t)`` slots fall: 600 in any minute
-at 10 per second (an attempt starts at its slot, or a hair later when the event loop is busy). With :class:`RedisPace` the slots and the pause live in Redis, so every
-process of the app draws from one budget and nobody divides the limit by the number of
-processes by hand; without Redis (one process), or while Redis does not answer, they are kept in
-the process.
+at 10 per second (an attempt starts at its slot, or a hair later when the event loop is busy).
+With :class:`RedisPace` the slots and the pause live in Redis, so every process of the app draws
+from one budget and nobody divides the limit by the number of processes by hand; without Redis
+(one process), or while Redis does not answer, they are kept in the process.
 """
 
 from __future__ import annotations
