@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tiktok_minis.refresher import RefreshRound
+from tiktok_minis.socket_guard import refused_packets
 from tiktok_minis.tiktok.throttle import UpstreamThrottle
 
 __all__ = ["Metrics"]
@@ -46,12 +47,29 @@ class _ThrottleCollector(Collector):
         return [attempts, limited]
 
 
+class _RefusedPacketsCollector(Collector):
+    """The socket guard's refusals, read at scrape time (its counts are per process)."""
+
+    def collect(self) -> Iterable[Metric]:
+        refused = CounterMetricFamily(
+            "ttminis_refused_packets",
+            "Socket.IO packets and frames refused or ignored by this process, by reason: binary "
+            "and oversized close the connection; reserved_event, malformed and "
+            "unknown_namespace are dropped.",
+            labels=["reason"],
+        )
+        for reason, count in refused_packets().items():
+            refused.add_metric([reason], count)
+        return [refused]
+
+
 class Metrics:
     """The plugin's metrics and the observers that feed them."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
+        registry.register(_RefusedPacketsCollector())
         self.events = Counter(
             "ttminis_events",
             "Socket.IO events handled, by event and outcome (ok or the error code).",

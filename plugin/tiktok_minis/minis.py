@@ -31,7 +31,7 @@ from tiktok_minis.refresher import Refresher
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
 from tiktok_minis.sessions import Sessions, SessionSigner
 from tiktok_minis.settings import Settings
-from tiktok_minis.socket_guard import harden
+from tiktok_minis.socket_guard import DEFAULT_MAX_FRAME_BYTES, harden
 from tiktok_minis.store import score_removals
 from tiktok_minis.store import webhooks as webhook_events
 from tiktok_minis.store.crypto import TokenCipher
@@ -53,9 +53,6 @@ URL_PREFIX = "/ttminis"
 MINIS_KEY: web.AppKey[TikTokMinis] = web.AppKey("tiktok_minis", object)  # type: ignore[arg-type]
 
 _HOUSEKEEPING_SECONDS = 3600.0
-
-# Socket.IO frames carry small JSON payloads; 64 KiB leaves room and bounds a flood's memory.
-_MAX_FRAME_BYTES = 64 * 1024
 
 
 class TikTokMinis:
@@ -234,7 +231,7 @@ class TikTokMinis:
             )
         options.setdefault("async_mode", "aiohttp")
         options.setdefault("cors_allowed_origins", [])
-        options.setdefault("max_http_buffer_size", _MAX_FRAME_BYTES)
+        options.setdefault("max_http_buffer_size", DEFAULT_MAX_FRAME_BYTES)
         return socketio.AsyncServer(**options)
 
     def attach(self, sio: socketio.AsyncServer, app: web.Application) -> None:
