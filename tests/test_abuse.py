@@ -66,6 +66,14 @@ class RawClient:
         client.sid = await asyncio.wait_for(client._connected, WAIT)
         return client
 
+    async def rejoin(self) -> str:
+        """Leave namespace "/" and join it again on the same socket; the new sid."""
+        self._connected = asyncio.get_running_loop().create_future()
+        await self.ws.send_str("41")
+        await self.ws.send_str("40")
+        self.sid = await asyncio.wait_for(self._connected, WAIT)
+        return self.sid
+
     async def close(self) -> None:
         """Close the websocket and the HTTP session."""
         await self.ws.close()
@@ -185,6 +193,26 @@ async def test_reserved_connect_event_resets_neither_login_nor_rate_limit(
         assert after["ok"] is False and after["error"]["code"] == "rate_limited"
         assert game.minis.open_id_of(client.sid) == open_id
         assert moved == {"reserved_event": 2}
+
+
+async def test_leaving_and_joining_again_does_not_refill_the_budgets(
+    game_settings: Settings,
+) -> None:
+    """41 then 40 gives a new sid on the same socket, not a new event or failed-login budget."""
+    settings = settings_with(
+        game_settings, events_per_second=0.001, events_burst=3, failed_logins_burst=1
+    )
+    async with run_game(settings) as game:
+        client = await raw_client(game)
+        assert (await client.call("tiktok:login", {"code": "junk"}))["error"]["code"] == (
+            "login_failed"
+        )
+        assert (await client.call("tiktok:me"))["ok"]
+        first = client.sid
+        assert await client.rejoin() != first
+        again = await client.call("tiktok:login", {"code": "junk"})
+        assert again["error"]["code"] == "rate_limited"
+        assert (await client.call("tiktok:me"))["error"]["code"] == "rate_limited"
 
 
 async def test_reserved_disconnect_event_keeps_the_connection_logged_in(game: Game) -> None:

@@ -133,6 +133,7 @@ class Realtime:
         self._on_event = on_event
         self._on_push = on_push
         self._connections: dict[str, _Connection] = {}
+        self._socket_limits: dict[str, tuple[TokenBucket, TokenBucket]] = {}
         self._pusher = BoardPusher(settings.push_interval_ms / 1000, self._push_board)
         self._end_tasks = TaskSet("session-ends")
         self._proxies = TrustedProxies(settings.trusted_proxies)
@@ -234,11 +235,11 @@ class Realtime:
     # -- connection lifecycle -----------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        settings = self._settings
         request = environ.get("aiohttp.request")
+        bucket, login_failures = self._limits_of(sid)
         connection = _Connection(
-            TokenBucket(settings.events_per_second, settings.events_burst),
-            TokenBucket(settings.failed_logins_per_minute / 60, settings.failed_logins_burst),
+            bucket,
+            login_failures,
             # The aiohttp driver puts 127.0.0.1 in REMOTE_ADDR whatever the peer.
             self._proxies.client_address(
                 getattr(request, "remote", None),
@@ -269,8 +270,32 @@ class Realtime:
         else:
             self._connections[sid] = connection
 
+    def _limits_of(self, sid: str) -> tuple[TokenBucket, TokenBucket]:
+        """The event and failed-login buckets of the socket under ``sid``.
+
+        Kept per engine.io socket, not per namespace connection: a client that leaves the
+        namespace and joins it again (``41`` then ``40``) gets a new sid but not new budgets.
+        """
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, self._namespace) or sid
+        limits = self._socket_limits.get(eio_sid)
+        if limits is None:
+            settings = self._settings
+            limits = self._socket_limits[eio_sid] = (
+                TokenBucket(settings.events_per_second, settings.events_burst),
+                TokenBucket(settings.failed_logins_per_minute / 60, settings.failed_logins_burst),
+            )
+            if len(self._socket_limits) > 2 * len(self._connections) + 1000:
+                # Sockets that closed after leaving the namespace never said goodbye here.
+                live = set(self._sio.eio.sockets)
+                for gone in [key for key in self._socket_limits if key not in live]:
+                    del self._socket_limits[gone]
+        return limits
+
     async def _on_disconnect(self, sid: str, *_reason: Any) -> None:
         self._connections.pop(sid, None)
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, self._namespace)
+        if eio_sid is not None and eio_sid not in self._sio.eio.sockets:
+            self._socket_limits.pop(eio_sid, None)
 
     async def _bind(self, sid: str, connection: _Connection, player: Player, session: str) -> None:
         if connection.public_id is not None and connection.public_id != player.id:
