@@ -139,3 +139,18 @@ def test_a_bad_trusted_proxy_stops_the_start() -> None:
         "10.0.0.0/8",
         "::1",
     ]
+
+
+async def test_many_players_behind_one_address_log_in_at_once(limited_game: Game) -> None:
+    """Forty real players behind one address (a carrier's NAT) logging in together all succeed:
+    only failures use an address's budget up."""
+    game = limited_game
+    users = [game.sandbox.add_user() for _ in range(40)]
+    clients = [await _client(game, "100.64.0.1") for _ in users]
+    acks = await asyncio.gather(
+        *(
+            client.call("tiktok:login", {"code": game.sandbox.login_code(user.open_id)})
+            for client, user in zip(clients, users, strict=True)
+        )
+    )
+    assert all(ack["ok"] for ack in acks), [ack for ack in acks if not ack["ok"]][:1]

@@ -35,6 +35,18 @@ class TokenBucket:
         """Give back a token taken for an attempt that turned out not to count."""
         self._tokens = min(self._burst, self._tokens + 1.0)
 
+    @property
+    def empty(self) -> bool:
+        """Whether the next ``take`` would be refused (nothing is spent)."""
+        self._refill()
+        return self._tokens < 1.0
+
+    def charge(self) -> None:
+        """Spend a token even when none is left, down to one burst in debt: for a cost that is
+        known only afterwards, so later attempts wait until it is paid back."""
+        self._refill()
+        self._tokens = max(self._tokens - 1.0, -self._burst)
+
     def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)

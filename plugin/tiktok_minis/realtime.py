@@ -331,26 +331,27 @@ class Realtime:
         """Log in, unless this connection or its address has failed too often: a failed login
         costs a call to TikTok, so junk codes must not crowd out real players.
 
-        A token is taken from both buckets before the call (so concurrent attempts count too)
-        and given back when the login succeeds: only failures use the budget up.
+        The connection's token is taken before the call (so its concurrent attempts count too)
+        and given back when the login succeeds. The address's is charged only when a login
+        fails: many players behind one address (a carrier's NAT) may log in at once, while an
+        address that keeps failing is refused until its debt is paid back.
         """
         by_address = self._address_failures.bucket(connection.address)
         if not connection.login_failures.take():
             raise RateLimited("Too many failed logins on this connection; wait and retry.")
-        if not by_address.take():
+        if by_address.empty:
             connection.login_failures.refund()
             raise RateLimited("Too many failed logins from this address; wait and retry.")
         try:
             player = await self._players.login(code)
         except LoginFailed:
+            by_address.charge()
             raise
         except BaseException:
             # Not the code's fault (TikTok or the database did not answer): it does not count.
             connection.login_failures.refund()
-            by_address.refund()
             raise
         connection.login_failures.refund()
-        by_address.refund()
         return player
 
     async def _authorize(self, sid: str, connection: _Connection, data: Any) -> Ack:
