@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +11,8 @@ import pytest
 
 from tiktok_minis.store import players as store
 from tiktok_minis.store.database import Database, connection
+from tiktok_minis.store.logins import LoginWriter
+from tiktok_minis.store.models import PlayerRow
 
 NOW = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 
@@ -47,22 +50,61 @@ def statements(db: Database) -> Iterator[list[str]]:
             setattr(client, name, original)
 
 
+async def _log_in(
+    writer: LoginWriter, open_id: str, n: int, at: datetime = NOW
+) -> tuple[PlayerRow, bool]:
+    return await writer.log_in(open_id, store.new_public_id(), _tokens(n), at)
+
+
 async def test_a_login_is_one_statement(statements: list[str]) -> None:
     """New or returning, a login writes the tokens and reads the player back in one statement."""
-    row, created = await store.log_in("open-1", _tokens(1), NOW)
+    writer = LoginWriter()
+    row, created = await _log_in(writer, "open-1", 1)
     assert created and row.open_id == "open-1" and len(statements) == 1
-    again, created = await store.log_in("open-1", _tokens(2), NOW + timedelta(minutes=1))
+    again, created = await _log_in(writer, "open-1", 2, NOW + timedelta(minutes=1))
     assert not created and len(statements) == 2
     assert again.public_id == row.public_id
-    assert again.refresh_token == "enc-refresh-2" and again.access_token == "enc-access-2"
-    assert again.access_expires_at == NOW + timedelta(hours=2)
-    assert again.created_at == NOW and again.updated_at == NOW + timedelta(minutes=1)
+    stored = await store.by_open_id("open-1")
+    assert stored is not None
+    assert stored.refresh_token == "enc-refresh-2" and stored.access_token == "enc-access-2"
+    assert stored.access_expires_at == NOW + timedelta(hours=2)
+    assert stored.created_at == NOW and stored.updated_at == NOW + timedelta(minutes=1)
+
+
+async def test_logins_that_arrive_together_are_one_statement(statements: list[str]) -> None:
+    """Fifty logins at once, two of them the same player's, take one statement; each caller
+    gets its own player, and the player's later tokens are kept."""
+    writer = LoginWriter()
+    open_ids = [f"open-{n}" for n in range(49)] + ["open-7"]
+    results = await asyncio.gather(
+        *(_log_in(writer, open_id, n) for n, open_id in enumerate(open_ids))
+    )
+    assert len(statements) == 1
+    assert [row.open_id for row, _ in results] == open_ids
+    assert sum(created for _, created in results) == 49
+    assert results[7][0].public_id == results[49][0].public_id
+    stored = await store.by_open_id("open-7")
+    assert stored is not None and stored.refresh_token == "enc-refresh-49"
+
+
+async def test_a_failed_statement_fails_every_login_in_it(db: Database) -> None:
+    """When the write fails, each login waiting on it gets the error (none hangs)."""
+    writer = LoginWriter()
+    await db.close()
+    try:
+        outcomes = await asyncio.gather(
+            *(_log_in(writer, f"open-{n}", n) for n in range(3)), return_exceptions=True
+        )
+    finally:
+        await db.open()
+    assert all(isinstance(outcome, Exception) for outcome in outcomes)
 
 
 @pytest.mark.usefixtures("db")
 async def test_a_returning_login_keeps_the_profile_and_consent() -> None:
     """A login stores fresh tokens and leaves the profile, the consent and the epoch alone."""
-    await store.log_in("open-2", _tokens(1), NOW)
+    writer = LoginWriter()
+    await _log_in(writer, "open-2", 1)
     await store.set_profile(
         "open-2",
         display_name="Ada",
@@ -71,13 +113,14 @@ async def test_a_returning_login_keeps_the_profile_and_consent() -> None:
         fetched_at=NOW,
         refresh_at=NOW + timedelta(days=4),
     )
-    row, created = await store.log_in("open-2", _tokens(3), NOW + timedelta(hours=1))
+    row, created = await _log_in(writer, "open-2", 3, NOW + timedelta(hours=1))
     assert not created
     assert (row.display_name, row.avatar_url, row.consent.value) == ("Ada", "/a.png", "granted")
-    assert row.profile_refresh_at == NOW + timedelta(days=4)
-    assert row.session_epoch == 0 and row.refresh_failures == 0
+    assert row.session_epoch == 0
     stored = await store.by_open_id("open-2")
     assert stored is not None and stored.refresh_token == "enc-refresh-3"
+    assert stored.profile_refresh_at == NOW + timedelta(days=4)
+    assert stored.refresh_failures == 0
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,7 @@ class Players:
         self._token_locks: KeyedLock[str] = KeyedLock()
         self._profile_fetches: SingleFlight[str, Player] = SingleFlight()
         self._profile_writes: KeyedLock[str] = KeyedLock()
+        self._logins = store.LoginWriter()
         self._listeners: list[PlayerListener] = []
         self._forgotten_listeners: list[PlayerListener] = []
 
@@ -181,7 +182,9 @@ class Players:
         A returning player gets the profile already stored; a new one the placeholder.
         """
         tokens = await self._client.fetch_token(code)
-        row, created = await store.log_in(tokens.open_id, self._encrypt(tokens), self._clock())
+        row, created = await self._logins.log_in(
+            tokens.open_id, store.new_public_id(), self._encrypt(tokens), self._clock()
+        )
         log.info(
             "player logged in",
             extra={"event": "login", "player": row.public_id, "new_player": created},

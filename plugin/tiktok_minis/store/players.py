@@ -6,10 +6,9 @@ sees a token in clear.
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
@@ -18,17 +17,18 @@ from tortoise.transactions import in_transaction
 
 from tiktok_minis.store import score_removals, sessions
 from tiktok_minis.store.database import Dialect, connection
+from tiktok_minis.store.logins import LoginWriter
 from tiktok_minis.store.models import AvatarRow, Consent, PlayerRow, ScoreRow
 
 __all__ = [
     "EncryptedTokens",
+    "LoginWriter",
     "by_open_id",
     "by_public_id",
     "claim_due_profiles",
     "clear_tokens",
     "ensure_player",
     "forget_player",
-    "log_in",
     "new_public_id",
     "postpone_refresh",
     "replace_tokens",
@@ -80,59 +80,6 @@ async def ensure_player(open_id: str) -> tuple[PlayerRow, bool]:
         if row is None:  # the integrity error was not the race we expected
             raise
         return row, False
-
-
-_LOGIN = f"""
-INSERT INTO ttminis_player AS p (open_id, public_id, consent, scopes, access_token,
-    access_expires_at, refresh_token, refresh_expires_at, session_epoch, refresh_failures,
-    created_at, updated_at)
-VALUES ($1, $2, '{Consent.UNKNOWN.value}', $3, $4, $5, $6, $7, 0, 0, $8, $8)
-ON CONFLICT (open_id) DO UPDATE SET
-    scopes = excluded.scopes,
-    access_token = excluded.access_token,
-    access_expires_at = excluded.access_expires_at,
-    refresh_token = excluded.refresh_token,
-    refresh_expires_at = excluded.refresh_expires_at,
-    updated_at = excluded.updated_at
-RETURNING *"""  # noqa: S608 (a constant enum value, no input)
-
-
-def _dialect_sql(sql: str) -> str:
-    """``$n`` placeholders as the open database wants them (SQLite: ``?n``)."""
-    if connection().capabilities.dialect == "postgres":
-        return sql
-    return re.sub(r"\$(\d+)", r"?\1", sql)
-
-
-async def log_in(open_id: str, tokens: EncryptedTokens, now: datetime) -> tuple[PlayerRow, bool]:
-    """Store a token set fresh from a code exchange under ``open_id``, creating the player if new,
-    in one statement; the row as stored, and ``True`` when this call created it.
-
-    One round trip whatever happens: the login path's only write. Two first logins of one
-    player at once both end with the same row (the primary key decides) and both tokens sets
-    are written in turn, the later one kept, as a code exchange's tokens always are.
-    """
-    public_id = new_public_id()
-    values = [
-        open_id,
-        public_id,
-        tokens.scopes,
-        tokens.access_token,
-        _timestamp(tokens.access_expires_at),
-        tokens.refresh_token,
-        _timestamp(tokens.refresh_expires_at),
-        _timestamp(now),
-    ]
-    rows = await connection().execute_query_dict(_dialect_sql(_LOGIN), values)
-    row = PlayerRow._init_from_db(**rows[0])
-    return row, row.public_id == public_id
-
-
-def _timestamp(at: datetime) -> datetime | str:
-    """A datetime as tortoise stores it: native on PostgreSQL, ISO text on SQLite."""
-    if connection().capabilities.dialect == "postgres":
-        return at
-    return at.astimezone(UTC).isoformat(" ", timespec="microseconds")
 
 
 def _token_fields(tokens: EncryptedTokens) -> dict[str, object]:
