@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+import socketio
+from aiohttp import web
 from game import FAST_UPSTREAM, Game, run_game
 
-from tiktok_minis import Settings
+from tiktok_minis import Board, ConfigurationError, Settings, TikTokMinis
+from tiktok_minis.minis import MINIS_KEY
 from tiktok_minis.pushes import BoardPusher
+from tiktok_minis.testing import GameClient, serve
 
 
 async def test_burst_of_submits_is_coalesced_and_ends_on_latest_state(game: Game) -> None:
@@ -107,3 +112,62 @@ async def test_two_processes_share_pushes_through_redis(postgres_url: str, redis
             )
             assert update["entries"][0]["player"]["id"] == ack["player"]["id"]
         await connection().execute_script("TRUNCATE ttminis_score, ttminis_player CASCADE")
+
+
+def _own_server_game(settings: Settings) -> web.Application:
+    """A game that builds its own AsyncServer, as docs/embedding.md shows, with the plugin."""
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    app = web.Application()
+    sio.attach(app)
+    minis = TikTokMinis(settings)
+    minis.boards.define(Board("global", client_scores=True))
+    minis.attach(sio, app)
+    app[MINIS_KEY] = minis
+    return app
+
+
+async def test_a_games_own_server_shares_pushes_through_redis(
+    sqlite_url: str, redis_url: str
+) -> None:
+    """TTMINIS_REDIS_URL with the game's own AsyncServer: attach installs the Redis manager, and
+    a score on one server reaches a watcher on the other."""
+    import uuid
+
+    settings = Settings(
+        sandbox=True,
+        database_url=sqlite_url,
+        redis_url=redis_url,
+        redis_channel=f"ttminis-test-{uuid.uuid4().hex[:8]}",
+        **FAST_UPSTREAM,
+    )
+    first_app, second_app = _own_server_game(settings), _own_server_game(settings)
+    async with (
+        serve(first_app) as first_url,
+        serve(second_app) as second_url,
+        GameClient(first_url) as watcher,
+        GameClient(second_url) as player,
+    ):
+        assert (await watcher.call("leaderboard:join", {"board": "global"}))["ok"]
+        sandbox = second_app[MINIS_KEY].sandbox
+        assert sandbox is not None
+        user = sandbox.add_user()
+        ack = await player.call("tiktok:login", {"code": sandbox.login_code(user.open_id)})
+        assert ack["ok"], ack
+        assert (await player.call("leaderboard:submit", {"board": "global", "score": 5}))["ok"]
+        update = await watcher.wait_for(
+            "leaderboard:update", lambda u: any(e["score"] == 5 for e in u["entries"])
+        )
+        assert update["entries"][0]["player"]["id"] == ack["player"]["id"]
+
+
+def test_a_server_with_a_manager_of_its_own_is_refused(sqlite_url: str) -> None:
+    """TTMINIS_REDIS_URL and a server whose manager would keep pushes in one process: one
+    sentence says what to do, before anything serves."""
+
+    class Custom(socketio.AsyncManager):  # type: ignore[misc]
+        """A game's own in-process manager."""
+
+    settings = Settings(sandbox=True, database_url=sqlite_url, redis_url="redis://127.0.0.1:6379")
+    sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=Custom())
+    with pytest.raises(ConfigurationError, match="redis_manager"):
+        TikTokMinis(settings).attach(sio, web.Application())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 from aiohttp import web
+from socketio.async_pubsub_manager import AsyncPubSubManager
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -27,6 +27,7 @@ from tiktok_minis.players import Player, Players
 from tiktok_minis.profile import Placeholder
 from tiktok_minis.ranking import MemoryRankIndex, NoRankIndex, RankIndex
 from tiktok_minis.realtime import LoginHook, Realtime
+from tiktok_minis.redis_manager import RedisManager
 from tiktok_minis.refresher import Refresher
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
 from tiktok_minis.sessions import Sessions, SessionSigner
@@ -164,80 +165,56 @@ class TikTokMinis:
     def create_server(self, **options: Any) -> socketio.AsyncServer:
         """An ``AsyncServer`` set up for the plugin: Redis manager when configured, sane limits."""
         if self.settings.redis_url:
-            metrics, leaderboards = self.metrics, self.leaderboards
-
-            class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-                """The stock manager, observed in /metrics and quick to find Redis again.
-
-                While Redis is down the stock listener waits 1, 2, 4 ... 60 s between attempts,
-                and pub/sub keeps nothing for a subscriber that is away: pushes from the other
-                processes would stay lost for up to a minute after Redis is back. This one tries
-                every second, and once the link is back every board is pushed again, so the
-                watchers here catch up with what the other processes changed meanwhile.
-                """
-
-                async def _publish(self, data: Any) -> Any:
-                    sent = await super()._publish(data)
-                    if sent is None:  # given up after two tries (the stock manager logs it)
-                        metrics.redis_failure("publish")
-                    return sent
-
-                async def close(self) -> None:
-                    """Stop listening and close both Redis clients (the stock one never does)."""
-                    thread = getattr(self, "thread", None)
-                    if isinstance(thread, asyncio.Task):
-                        thread.cancel()
-                        await asyncio.gather(thread, return_exceptions=True)
-                    await self._close_clients()
-
-                async def _close_clients(self) -> None:
-                    for client in (self.pubsub, self.redis):
-                        if client is not None:
-                            with contextlib.suppress(Exception):
-                                await client.aclose()
-
-                async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
-                    broken = False
-                    while True:
-                        try:
-                            await self._close_clients()  # the broken link's, before a new one
-                            self._redis_connect()
-                            await self.pubsub.subscribe(self.channel)
-                            metrics.redis_link(up=True)
-                            if broken:
-                                broken = False
-                                leaderboards.announce_all()
-                            async for message in self.pubsub.listen():
-                                yield message
-                        except Exception as exc:  # noqa: BLE001 (as the stock listener: retry)
-                            broken = True
-                            metrics.redis_link(up=False)
-                            metrics.redis_failure("listen")
-                            self._get_logger().error(
-                                "Cannot receive from redis... retrying in 1 s",
-                                extra={"event": "redis_unavailable", "redis_exception": str(exc)},
-                            )
-                            await asyncio.sleep(1.0)
-
-            options.setdefault(
-                "client_manager",
-                RedisManager(
-                    self.settings.redis_url,
-                    channel=self.settings.redis_channel,
-                    # redis-py's default socket_timeout makes the listener drop messages.
-                    redis_options={"socket_timeout": None, "socket_connect_timeout": 5},
-                    logger=logging.getLogger("tiktok_minis.redis"),
-                ),
-            )
+            options.setdefault("client_manager", self.redis_manager())
         options.setdefault("async_mode", "aiohttp")
         options.setdefault("cors_allowed_origins", [])
         options.setdefault("max_http_buffer_size", DEFAULT_MAX_FRAME_BYTES)
         return socketio.AsyncServer(**options)
 
+    def redis_manager(self) -> RedisManager:
+        """The Socket.IO client manager that shares rooms and pushes through
+        ``TTMINIS_REDIS_URL``, for a game that builds its own ``AsyncServer``:
+        ``socketio.AsyncServer(client_manager=minis.redis_manager(), ...)``."""
+        if not self.settings.redis_url:
+            raise ConfigurationError("redis_manager() needs TTMINIS_REDIS_URL.")
+        _redis_client(self.settings.redis_url)  # the redis extra is there, or a sentence says so
+        metrics = self.metrics
+        return RedisManager(
+            self.settings.redis_url,
+            channel=self.settings.redis_channel,
+            on_failure=metrics.redis_failure,
+            on_link=lambda up: metrics.redis_link(up=up),
+            on_relinked=self.leaderboards.announce_all,
+        )
+
+    def _share_rooms(self, sio: socketio.AsyncServer) -> None:
+        """With ``TTMINIS_REDIS_URL``, make sure ``sio`` shares rooms and pushes through Redis.
+
+        A server still on python-socketio's default in-process manager gets the Redis manager
+        (nothing was emitted through it yet); one with a manager of another kind is refused,
+        since pushes would silently stay in one process.
+        """
+        if not self.settings.redis_url or isinstance(sio.manager, AsyncPubSubManager):
+            return
+        if type(sio.manager) is not socketio.AsyncManager:
+            raise ConfigurationError(
+                "TTMINIS_REDIS_URL is set but the AsyncServer given to attach() has a client "
+                f"manager of its own ({type(sio.manager).__name__}): build the server with "
+                "minis.create_server(), or pass client_manager=minis.redis_manager()."
+            )
+        manager = self.redis_manager()
+        manager.set_server(sio)
+        sio.manager = manager
+        log.info(
+            "redis manager installed on the game's server",
+            extra={"event": "redis_manager_installed"},
+        )
+
     def attach(self, sio: socketio.AsyncServer, app: web.Application) -> None:
         """Register the events on ``sio`` and the plugin's routes and lifecycle on ``app``."""
         if self._realtime is not None:
             raise RuntimeError("TikTokMinis.attach() was already called")
+        self._share_rooms(sio)
         self._realtime = Realtime(
             sio,
             players=self.players,
