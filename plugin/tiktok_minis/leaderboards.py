@@ -18,7 +18,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from tiktok_minis.concurrency import KeyedLock, TaskSet
 from tiktok_minis.errors import ConfigurationError, ScoreRejected, UnknownBoard, UnknownPlayer
@@ -38,6 +38,9 @@ from tiktok_minis.store.database import Database, Dialect
 from tiktok_minis.store.score_removals import Removal
 from tiktok_minis.store.scores import INT64_MAX, INT64_MIN, Operator, Order
 
+if TYPE_CHECKING:
+    from tiktok_minis.ranking.redis import Sweep
+
 __all__ = [
     "MAX_LIMIT",
     "Board",
@@ -53,6 +56,7 @@ __all__ = [
     "ScoreValidator",
     "check_score",
     "index_loader",
+    "index_sweep",
 ]
 
 log = logging.getLogger("tiktok_minis.leaderboards")
@@ -257,6 +261,30 @@ def index_loader(database: Database) -> Loader:
             ]
 
     return load
+
+
+def index_sweep(database: Database, boards: BoardRegistry) -> Sweep:
+    """A shared rank index's repair: the rows written since a time, with their keys, for the
+    boards the game defines (it re-applies them; the versions make that harmless)."""
+
+    async def sweep(since: datetime) -> AsyncIterator[list[tuple[str, str, Order, Row]]]:
+        rows = []
+        for board, period, (row_id, version, score, reached) in await store.written_since(
+            database.dialect, since
+        ):
+            if board in boards:
+                order = boards.get(board).order
+                rows.append(
+                    (
+                        board,
+                        period,
+                        order,
+                        Row(row_id, version, _key(order, row_id, score, reached)),
+                    )
+                )
+        yield rows
+
+    return sweep
 
 
 class Leaderboards:

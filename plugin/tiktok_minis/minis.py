@@ -21,7 +21,7 @@ from tiktok_minis.avatars import Avatars
 from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.errors import ConfigurationError
 from tiktok_minis.feeds import Feed
-from tiktok_minis.leaderboards import BoardRegistry, Leaderboards, index_loader
+from tiktok_minis.leaderboards import BoardRegistry, Leaderboards, index_loader, index_sweep
 from tiktok_minis.metrics import Metrics
 from tiktok_minis.players import Player, Players
 from tiktok_minis.profile import Placeholder
@@ -381,14 +381,24 @@ class TikTokMinis:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def _rank_index(self) -> RankIndex:
-        """The rank index ``TTMINIS_RANK_INDEX`` asks for (``auto``: in memory for one process;
-        with ``TTMINIS_REDIS_URL``, several processes, counted in the database until the Redis
-        index is configured)."""
+        """The rank index ``TTMINIS_RANK_INDEX`` asks for (``auto``: in memory for one process,
+        on Redis with ``TTMINIS_REDIS_URL``, several processes)."""
         choice = self.settings.rank_index
         if choice == "auto":
-            choice = "database" if self.settings.redis_url else "memory"
+            choice = "redis" if self.redis is not None else "memory"
         if choice == "memory":
             return MemoryRankIndex(index_loader(self.database))
+        if choice == "redis":
+            if self.redis is None:
+                raise ConfigurationError("TTMINIS_RANK_INDEX=redis needs TTMINIS_REDIS_URL.")
+            from tiktok_minis.ranking.redis import RedisRankIndex  # the redis extra is in
+
+            return RedisRankIndex(
+                self.redis,
+                index_loader(self.database),
+                prefix=f"{self.settings.redis_channel}:rank",
+                sweep=index_sweep(self.database, self.boards),
+            )
         return NoRankIndex()
 
     def _player_forgotten(self, player: Player) -> None:
@@ -415,4 +425,14 @@ def _redis_client(url: str) -> Redis:
         ) from None
     # A bounded socket timeout: a Redis that stops answering fails a call in seconds, and the
     # callers fall back (the upstream budget to this process, ranks to the database).
-    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    # One quick retry, not redis-py's ten with a backoff of up to a second: the first call of
+    # an outage must not hold its caller for seconds.
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+    )

@@ -5,8 +5,9 @@ period, each score row's place in the board's total order (:mod:`keys`), so a ra
 the rows around a player cost O(log n) instead of a count that grows with the rank. Two
 implementations share :class:`RankIndex`: :class:`MemoryRankIndex` in the process, for the
 embedded default (one process), and :class:`RedisRankIndex` on Redis sorted sets, for several
-processes. An index that is not loaded yet (or was lost) says so, and the caller answers from
-the database meanwhile: a rank is never wrong, only slower for a moment.
+processes (``tiktok_minis.ranking.redis``: it needs the ``redis`` extra, so it is imported
+only where it is used). An index that is not loaded yet (or was lost) says so, and the caller
+answers from the database meanwhile: a rank is never wrong, only slower for a moment.
 """
 
 from tiktok_minis.ranking.base import Loader, NoRankIndex, RankIndex, Row
