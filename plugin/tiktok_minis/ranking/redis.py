@@ -94,8 +94,9 @@ expires first, and the next use of the period rebuilds it.
 
 Cost, measured by ``python -m bench rank_redis_memory`` (one million rows, this machine kind):
 about 190 bytes of Redis memory per row (the sorted set 118, the hash 72; about 200 MiB per
-million rows), and about eleven seconds to load a million rows (some 4.4 microseconds of Redis
-time per row, against 2.8 for bare pipelined ZADD and HSET).
+million rows), and 7 to 11 seconds to load a million rows, 2 to 3 of them the benchmark's own
+loader making the rows (some 4.4 microseconds of Redis time per row, against 2.8 for bare
+pipelined ZADD and HSET).
 """
 
 from __future__ import annotations
