@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -81,3 +85,23 @@ def issued_tokens(sandbox: Sandbox, open_id: str) -> list[str]:
         for value, token in table.items()
         if token.open_id == open_id
     ]
+
+
+async def forget_from_the_shell(database_url: str, open_id: str) -> dict[str, Any]:
+    """Run ``python -m tiktok_minis forget`` in another process, as an operator would; its
+    JSON answer (the test fails if the command does)."""
+    shell = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tiktok_minis",
+        "forget",
+        "--",  # an open_id may start with "-"
+        open_id,
+        env={**os.environ, "TTMINIS_SANDBOX": "true", "TTMINIS_DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(shell.communicate(), 60)
+    assert shell.returncode == 0, err.decode()
+    answer: dict[str, Any] = json.loads(out)
+    return answer

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from game import FAST_UPSTREAM, run_game
+from game import FAST_UPSTREAM, forget_from_the_shell, run_game
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -271,19 +269,7 @@ async def test_a_forget_from_the_shell_leaves_a_live_servers_index(sqlite_url: s
         joined = await watcher.call("leaderboard:join", {"board": "global"})
         assert joined["entries"][0]["player"]["id"] == leader_id
 
-        shell = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tiktok_minis",
-            "forget",
-            "--",  # an open_id may start with "-"
-            players[2][1].open_id,
-            env={**os.environ, "TTMINIS_SANDBOX": "true", "TTMINIS_DATABASE_URL": sqlite_url},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await asyncio.wait_for(shell.communicate(), 60)
-        assert shell.returncode == 0, err.decode()
+        await forget_from_the_shell(sqlite_url, players[2][1].open_id)
 
         def without_leader(data: Any) -> bool:
             return leader_id not in {entry["player"]["id"] for entry in data["entries"]}

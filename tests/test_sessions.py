@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import socketio
-from game import FAST_UPSTREAM, Game, run_game
+from game import FAST_UPSTREAM, Game, forget_from_the_shell, run_game
 
 from tiktok_minis import Settings
 from tiktok_minis.sandbox import SandboxServer
@@ -149,25 +147,8 @@ async def test_forget_from_the_shell_ends_the_sessions_of_a_live_server(
     code = game.sandbox.authorize_code(user.open_id)
     assert (await client.call("tiktok:authorize", {"granted": True, "code": code}))["ok"]
 
-    environment = {
-        **os.environ,
-        "TTMINIS_SANDBOX": "true",
-        "TTMINIS_DATABASE_URL": game.minis.settings.database_url,
-    }
-    shell = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tiktok_minis",
-        "forget",
-        "--",  # an open_id may start with "-"
-        user.open_id,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(shell.communicate(), 60)
-    assert shell.returncode == 0, err.decode()
-    assert b'"forgotten"' in out
+    answer = await forget_from_the_shell(game.minis.settings.database_url, user.open_id)
+    assert answer["forgotten"] == ack["player"]["id"]
 
     assert await _ended(client) == {"reason": "forgotten"}
     for event, payload in (
