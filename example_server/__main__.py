@@ -35,10 +35,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = create_app(Settings(sandbox=True) if args.sandbox else Settings())
     except ConfigurationError as exc:
-        print(f"{exc.message} (for the example server, --sandbox does the same)", file=sys.stderr)
+        hint = " (for the example server, --sandbox does the same)"
+        print(exc.message + (hint if "TTMINIS_SANDBOX" in exc.message else ""), file=sys.stderr)
         return 2
-    print(f"Example game on http://{args.host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr)
-    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=3.0)
+    try:
+        web.run_app(
+            app,
+            host=args.host,
+            port=args.port,
+            # Printed once the site listens, never before a failed start.
+            print=lambda _: print(
+                f"Example game on http://{args.host}:{args.port}/ (Ctrl+C to stop)",
+                file=sys.stderr,
+            ),
+            shutdown_timeout=3.0,
+        )
+    except ConfigurationError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"Cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

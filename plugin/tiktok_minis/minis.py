@@ -316,11 +316,6 @@ class TikTokMinis:
         await self.sessions.start()
         await self.rank_index.start()
         await self._score_removals.start()
-        # Load every board's current period now, in the background: reads count in the
-        # database until it is in, so the server serves at once even on a million players.
-        for board in self.boards:
-            period = board.period_key(self._now())
-            self._tasks.spawn(self.rank_index.ready(board.name, period, board.order))
         if self._realtime is not None:
             self._realtime.start()
         if self.settings.refresher_enabled:

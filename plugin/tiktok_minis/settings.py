@@ -217,9 +217,13 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        if not re.match(r"^(sqlite|postgres|asyncpg|psycopg|mysql)://", value):
+        scheme, _, rest = value.partition("://")
+        if scheme == "postgresql":  # libpq's spelling: the same database
+            return f"postgres://{rest}"
+        if scheme not in ("sqlite", "postgres", "asyncpg") or not rest:
             raise ValueError(
-                "give a tortoise-orm URL, like sqlite://ttminis.sqlite3 or postgres://user@host/db"
+                "give sqlite:///path/to/file.sqlite3 or postgres://user:password@host:5432/db "
+                "(SQLite and PostgreSQL are supported)"
             )
         return value
 

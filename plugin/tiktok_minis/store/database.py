@@ -6,6 +6,7 @@ Opening also brings the schema up to date with tortoise's migrations (see ``stor
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import sqlite3
@@ -126,12 +127,18 @@ class Database:
             connection_config = expand_db_url(config["connections"][name])
             connection_config["credentials"]["reset"] = _rollback_only
             config["connections"][name] = connection_config
-        await Tortoise.init(config=config, _enable_global_fallback=True)
         try:
+            await Tortoise.init(config=config, _enable_global_fallback=True)
             applied = await apply_migrations(name)
-        except BaseException:
+        except BaseException as exc:
             # Not open: the next open starts from a clean context rather than a half-open one.
-            await Tortoise.close_connections()
+            # An init that failed half-way may have registered nothing to close: that failure
+            # would hide the one that matters.
+            with contextlib.suppress(Exception):
+                await Tortoise.close_connections()
+            problem = _why_unopenable(self.url, exc)
+            if problem is not None:
+                raise ConfigurationError(problem) from exc
             raise
         _current_connection[0] = name
         _ProcessState.url, _ProcessState.users = self.url, 1
@@ -180,6 +187,43 @@ _NETWORK_ERRNOS = frozenset(
 )
 
 _MAX_CHAIN = 8
+
+
+def _where(url: str) -> str:
+    """The database a URL names, for a message: no user, no password."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return f"SQLite file {url.partition('://')[2].split('?')[0] or '(none)'}"
+    host = parts.hostname or "localhost"
+    return (
+        f"PostgreSQL database {parts.path.lstrip('/') or '(none)'!r} on {host}:{parts.port or 5432}"
+    )
+
+
+def _why_unopenable(url: str, exc: BaseException) -> str | None:
+    """One sentence on why the database cannot be opened, when it is the deployment's doing
+    (a driver missing, the server down, a database or a password wrong); ``None`` for a bug."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    names = {type(error).__name__ for error in chain}
+    where = _where(url)
+    if any(isinstance(e, ModuleNotFoundError) and e.name == "asyncpg" for e in chain):
+        return (
+            "TTMINIS_DATABASE_URL names PostgreSQL but its driver is not installed: "
+            "pip install 'tiktok-minis[postgres]'"
+        )
+    if "InvalidCatalogNameError" in names:
+        return f"The {where} does not exist: create it (createdb), or fix TTMINIS_DATABASE_URL."
+    if names & {"InvalidPasswordError", "InvalidAuthorizationSpecificationError"}:
+        return f"The {where} refused the user or password in TTMINIS_DATABASE_URL."
+    if any(isinstance(e, OSError | TimeoutError) for e in chain) or "DBConnectionError" in names:
+        return f"The {where} does not answer ({chain[-1]}): start it, or fix TTMINIS_DATABASE_URL."
+    if url.startswith("sqlite") and "unable to open database file" in str(chain[-1]):
+        return f"The {where} cannot be opened ({chain[-1]}): check the path and its folder."
+    return None
 
 
 def is_outage(exc: BaseException) -> bool:
