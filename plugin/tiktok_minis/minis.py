@@ -21,6 +21,7 @@ from tiktok_minis.avatars import Avatars
 from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.errors import ConfigurationError
 from tiktok_minis.feeds import Feed
+from tiktok_minis.health import Health, UpstreamHealth
 from tiktok_minis.leaderboards import BoardRegistry, Leaderboards, index_loader, index_sweep
 from tiktok_minis.metrics import Metrics
 from tiktok_minis.players import Player, Players
@@ -94,7 +95,21 @@ class TikTokMinis:
         )
         #: Prometheus metrics; serve ``metrics.handler`` where the scraper looks.
         self.metrics = Metrics()
-        self._client.on_call = self.metrics.upstream
+        upstream_health = UpstreamHealth(self.clock)
+        metrics = self.metrics
+
+        def on_call(endpoint: str, status: int | None, seconds: float) -> None:
+            metrics.upstream(endpoint, status, seconds)
+            upstream_health.record(endpoint, status, seconds)
+
+        self._client.on_call = on_call
+        #: Liveness and readiness (mounted by ``attach`` under ``/ttminis/health/``).
+        self.health = Health(
+            started=lambda: self._started,
+            database_answers=self.database.ping,
+            redis=self.redis,
+            upstream=upstream_health,
+        )
         if self._client.throttle is not None:
             self.metrics.watch_throttle(self._client.throttle)
         self.metrics.watch_connections(lambda: self.connection_count)
@@ -232,6 +247,7 @@ class TikTokMinis:
         self.sessions.subscribe(self._realtime.sessions_ended)
         app.router.add_static(f"{URL_PREFIX}/static/", STATIC_DIR, append_version=False)
         self.avatars.add_routes(app)
+        self.health.add_routes(app)
         add_webhook_route(
             app,
             players=self.players,
@@ -278,8 +294,10 @@ class TikTokMinis:
         return self._realtime.open_id_of(sid) if self._realtime else None
 
     async def healthy(self) -> bool:
-        """Whether the plugin is started and its database answers."""
-        return self._started and await self.database.ping()
+        """Whether this process can serve players: started, its database (and Redis, when
+        configured) answering. ``minis.health.ready()`` says what failed."""
+        ok, _ = await self.health.ready()
+        return ok
 
     # -- lifecycle ----------------------------------------------------------------------------
 
