@@ -166,17 +166,6 @@ def faulty_app(release: asyncio.Event) -> web.Application:
 
 
 @pytest.fixture
-async def database(sqlite_url: str) -> AsyncIterator[Database]:
-    """An open SQLite database (another suite uses the PostgreSQL one concurrently)."""
-    db = Database(sqlite_url)
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     """The emulator's clock, moved by hand."""
     return ManualClock(start=1_800_000_000)
@@ -202,7 +191,7 @@ async def faulty() -> AsyncIterator[Faulty]:
 
 @pytest.fixture
 async def avatars(
-    database: Database, faulty: Faulty, emulator: SandboxServer
+    sqlite_db: Database, faulty: Faulty, emulator: SandboxServer
 ) -> AsyncIterator[Avatars]:
     """The service, started, with a small size limit and a short timeout.
 
@@ -378,7 +367,7 @@ async def test_same_picture_kept_concurrently_is_one_row(avatars: Avatars, fault
     assert await AvatarRow.all().count() == 1
 
 
-async def test_store_save_is_insert_or_ignore(database: Database) -> None:
+async def test_store_save_is_insert_or_ignore(sqlite_db: Database) -> None:
     """Saving the same digest twice keeps the first row and reports that nothing was inserted."""
     digest = hashlib.sha256(PNG).hexdigest()
     assert await store.save(digest, "image/png", PNG) is True
@@ -540,7 +529,7 @@ async def test_expired_link_is_none_and_its_signature_never_logged(
 # -- lifecycle and URLs --------------------------------------------------------------------------
 
 
-async def test_keep_before_start_is_a_programming_error(database: Database) -> None:
+async def test_keep_before_start_is_a_programming_error(sqlite_db: Database) -> None:
     """keep() without start() raises instead of silently showing default avatars."""
     service = Avatars(max_bytes=MAX_BYTES, timeout_seconds=1, default_avatar_url=DEFAULT_AVATAR)
     with pytest.raises(RuntimeError, match="start"):

@@ -185,17 +185,6 @@ def image_app(server: ImageServer) -> web.Application:
     return app
 
 
-@pytest.fixture
-async def database(sqlite_url: str) -> AsyncIterator[Database]:
-    """An open SQLite database."""
-    db = Database(sqlite_url)
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
 async def _image_server() -> AsyncIterator[ImageServer]:
     server = ImageServer(url="")
     async with serve(image_app(server)) as url:
@@ -228,7 +217,7 @@ def _avatars(*allowed_origins: str, resolver: AbstractResolver | None = None) ->
 
 
 @pytest.fixture
-async def avatars(database: Database, allowed: ImageServer) -> AsyncIterator[Avatars]:
+async def avatars(sqlite_db: Database, allowed: ImageServer) -> AsyncIterator[Avatars]:
     """The service, started, allowing only the ``allowed`` server."""
     service = _avatars(allowed.url)
     await service.start()
@@ -367,7 +356,7 @@ class FakeDns(AbstractResolver):
 
 
 async def test_names_are_judged_by_the_addresses_they_resolve_to(
-    database: Database, inside: ImageServer, caplog: pytest.LogCaptureFixture
+    sqlite_db: Database, inside: ImageServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A name resolving (even partly) inside is refused: the check is on the connected address."""
     caplog.set_level(logging.WARNING, logger=LOGGER)
@@ -385,7 +374,7 @@ async def test_names_are_judged_by_the_addresses_they_resolve_to(
     assert addresses == ["127.0.0.1", "127.0.0.1"]
 
 
-async def test_an_allowed_name_may_resolve_inside(database: Database, inside: ImageServer) -> None:
+async def test_an_allowed_name_may_resolve_inside(sqlite_db: Database, inside: ImageServer) -> None:
     """An origin on the allow-list by name is fetched although its address is internal."""
     dns = FakeDns({"emulator.test": ["127.0.0.1"]})
     service = _avatars(f"http://emulator.test:{inside.port}", resolver=dns)
