@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,12 @@ from typing import Any
 
 import aiohttp
 
+from bench._ports import free_port
+
 __all__ = ["ROOT", "Service", "free_port", "run_client"]
 
 #: The project's root: where ``python -m bench...`` and ``python -m example_server`` run.
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _environment(extra: dict[str, str]) -> dict[str, str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,15 +26,10 @@ from pathlib import Path
 
 import aiohttp
 
+from bench._ports import free_port
 from tiktok_minis.testing import GameClient
 
 _PERIOD = 1 / 20  # the default event limit of a connection
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _ready(url: str, http: aiohttp.ClientSession) -> None:
@@ -85,7 +79,7 @@ def _summary(latencies: list[float]) -> tuple[float, float]:
 
 
 async def _run(sockets: int, logins: int, seconds: float) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as folder:
         environment = {

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 
 import redis.asyncio as aioredis
 
+from bench._ports import free_port
 from tiktok_minis.ranking.base import Row
 from tiktok_minis.ranking.keys import INT64_MAX, INT64_MIN, Order, rank_key
 from tiktok_minis.ranking.redis import RedisRankIndex
@@ -43,20 +44,13 @@ BOARD = "bench"
 PERIOD = "all"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _own_redis() -> Iterator[str]:
     """A redis-server of this run's own, without persistence; its URL."""
     program = shutil.which("redis-server")
     if program is None:
         raise SystemExit("redis-server is not on PATH: pass --url")
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as directory:
         process = subprocess.Popen(  # noqa: S603 - a fixed program and arguments
             [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory],
