@@ -58,7 +58,7 @@ async def test_a_missing_driver_says_which_extra_to_install(
 async def test_an_sqlite_file_that_cannot_be_made_is_named(tmp_path: Path) -> None:
     """A folder that does not exist: the sentence names the file."""
     message = await _open_fails(f"sqlite:///{tmp_path}/missing/folder/game.sqlite3")
-    assert "missing/folder/game.sqlite3" in message and "cannot be opened" in message
+    assert "missing/folder/game.sqlite3" in message and "folder does not exist" in message
 
 
 def test_postgresql_urls_are_postgres_and_others_are_refused() -> None:

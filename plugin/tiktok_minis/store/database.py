@@ -10,6 +10,7 @@ import contextlib
 import errno
 import socket
 import sqlite3
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -121,6 +122,7 @@ class Database:
             _ProcessState.users += 1
             self._open = True
             return []
+        _check_sqlite_folder(self.url)
         name = _connection_name(self.dialect)
         config = tortoise_config(name, _tuned(self.url, self._pool_size))
         if self.dialect == "postgres":
@@ -198,6 +200,18 @@ def _where(url: str) -> str:
     return (
         f"PostgreSQL database {parts.path.lstrip('/') or '(none)'!r} on {host}:{parts.port or 5432}"
     )
+
+
+def _check_sqlite_folder(url: str) -> None:
+    """Refuse an SQLite file whose folder does not exist, before the driver's thread tries
+    (its failure arrives after the caller has moved on, as a stray thread error)."""
+    if not url.startswith("sqlite"):
+        return
+    path = expand_db_url(url)["credentials"]["file_path"]
+    if path != ":memory:" and not Path(path).parent.is_dir():
+        raise ConfigurationError(
+            f"The {_where(url)} cannot be opened (its folder does not exist): check the path."
+        )
 
 
 def _why_unopenable(url: str, exc: BaseException) -> str | None:
