@@ -79,3 +79,18 @@ def test_the_example_server_says_so_and_exits(
     error = capsys.readouterr().err
     assert "does not answer" in error and "Example game on" not in error
     assert "--sandbox does the same" not in error
+
+
+def test_a_taken_port_is_said_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Another program holds the port: exit 2 with one line, and no URL printed as if it
+    served."""
+    monkeypatch.setenv("TTMINIS_DATABASE_URL", f"sqlite:///{tmp_path}/taken.sqlite3")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--sandbox", "--port", str(port)]) == 2
+    error = capsys.readouterr().err
+    assert f"Cannot listen on 127.0.0.1:{port}" in error and "Example game on" not in error
