@@ -17,6 +17,23 @@ from tiktok_minis.minis import MINIS_KEY
 from tiktok_minis.sandbox import Sandbox, SandboxUser
 from tiktok_minis.testing import GameClient, serve
 
+#: The wire's error codes, as the contract (docs/protocol.md) lists them.
+DOCUMENTED_CODES: frozenset[str] = frozenset(
+    {
+        "invalid_payload",
+        "not_logged_in",
+        "login_failed",
+        "not_authorized",
+        "upstream_unavailable",
+        # An extension of the contract: the game's own database did not answer.
+        "storage_unavailable",
+        "unknown_board",
+        "score_rejected",
+        "rate_limited",
+        "internal_error",
+    }
+)
+
 FAST_UPSTREAM: dict[str, Any] = {
     "push_interval_ms": 50,
     "upstream_budget_seconds": 3.0,

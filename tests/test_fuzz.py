@@ -31,7 +31,7 @@ from typing import Any, Final, TypeVar
 
 import aiohttp
 import socketio
-from game import FAST_UPSTREAM, Game, run_game
+from game import DOCUMENTED_CODES, FAST_UPSTREAM, Game, run_game
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,20 +51,6 @@ BOARD_NAME: Final = re.compile(r"[a-z0-9_-]{1,64}")
 #: The capped board's validator accepts scores up to this.
 CAP: Final = 1000
 
-DOCUMENTED_CODES: Final = frozenset(
-    {
-        "invalid_payload",
-        "not_logged_in",
-        "login_failed",
-        "not_authorized",
-        "upstream_unavailable",
-        "unknown_board",
-        "score_rejected",
-        "rate_limited",
-        "internal_error",
-        "storage_unavailable",
-    }
-)
 PLAYER_KEYS: Final = frozenset(
     {"id", "open_id", "display_name", "avatar_url", "placeholder", "consent"}
 )
