@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from browser import chromium_browser
 from game import FAST_UPSTREAM, Game, run_game
 
 from tiktok_minis import Settings
@@ -120,3 +122,10 @@ async def game(game_settings: Settings) -> AsyncIterator[Game]:
     """The example game in sandbox mode on a loopback port."""
     async with run_game(game_settings) as running:
         yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Debian Chromium driven by Playwright (skips, or fails in CI, without it)."""
+    async for chromium in chromium_browser():
+        yield chromium
