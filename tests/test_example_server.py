@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aiohttp
@@ -9,6 +10,9 @@ import pytest
 from game import Game, run_game
 
 from example_server.__main__ import main
+from example_server.app import create_app
+from tiktok_minis import Settings
+from tiktok_minis.testing import serve
 
 
 async def test_demo_page_and_assets_are_served(game: Game) -> None:
@@ -106,3 +110,26 @@ async def test_outside_sandbox_mode_the_emulator_is_not_there(sqlite_url: str) -
             )
             async with http.post(game.url + DEFAULT_PATH, data=body, headers=headers) as response:
                 assert response.status in (400, 401, 403), await response.text()
+
+
+async def test_a_stopping_server_says_goodbye_and_hangs_up_itself(game_settings: Settings) -> None:
+    """At shutdown every client gets the close packet and the server closes the websocket,
+    not waiting for the client to hang up (that held a SIGTERM for seconds with a tab open)."""
+    app = create_app(game_settings)
+    # A long shutdown_timeout: if the server waited for this client, the stop would hang.
+    stopping = serve(app, shutdown_timeout=60)
+    url = await stopping.__aenter__()
+    ws_url = url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url, autoclose=False) as ws:
+        assert (await ws.receive_str()).startswith("0")  # engine.io open
+        await ws.send_str("40")
+        assert (await ws.receive_str()).startswith("40")  # socket.io connected
+        stop = asyncio.create_task(stopping.__aexit__(None, None, None))
+        frames = []
+        async with asyncio.timeout(10):
+            while (message := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
+                frames.append(message.data)
+            assert message.type == aiohttp.WSMsgType.CLOSE  # the server hung up
+            await ws.close()
+            await stop
+    assert frames[-1] == "1"  # engine.io close: reconnect elsewhere and resume

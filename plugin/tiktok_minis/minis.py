@@ -267,12 +267,15 @@ class TikTokMinis:
 
         async def close_sockets(_: web.Application) -> None:
             # Tell every client this process is going away, so it reconnects elsewhere and
-            # resumes its session. Browsers may keep the websocket open regardless: pair this
-            # with a short shutdown_timeout in web.run_app (the example server uses 3 s).
+            # resumes its session, and end the transport: engineio sends the close packet but
+            # leaves the websocket open until the client hangs up, which held a SIGTERM for
+            # seconds while any tab was open. A None in the send queue is engineio's own signal
+            # for its writer to close the websocket after what is queued (the close packet).
             # wait=False: a socket whose client is already gone never drains its queue, and
             # engineio's disconnect() would wait on it forever.
             for socket in list(sio.eio.sockets.values()):
                 await socket.close(wait=False, reason=sio.eio.reason.SERVER_DISCONNECT)
+                socket.queue.put_nowait(None)
             close_manager = getattr(sio.manager, "close", None)
             if close_manager is not None:
                 await close_manager()

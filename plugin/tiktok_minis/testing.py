@@ -30,8 +30,8 @@ async def serve(
 ) -> AsyncIterator[str]:
     """Run ``app`` on a free loopback port for the body of the ``async with``; yields its URL.
 
-    A short ``shutdown_timeout``: a browser may keep its websocket open after the server said
-    goodbye, and aiohttp would otherwise wait a minute for it.
+    A short ``shutdown_timeout``: a request still in flight at the stop (a long-poll, a slow
+    handler) is not waited on for aiohttp's default minute.
     """
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout)
     await runner.setup()
