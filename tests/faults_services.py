@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 import aiohttp
 import pytest
 import socketio
+from ports import free_port
 
 from tiktok_minis.testing import GameClient
 
@@ -60,14 +61,6 @@ def require_binaries(what: str, *names: str) -> None:
     missing = [name for name in names if shutil.which(name) is None]
     if missing:
         unavailable(f"{what} needs {', '.join(missing)} on PATH")
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _program(name: str) -> str:

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from game import FAST_UPSTREAM, Game, run_game
+from ports import free_port
 from yarl import URL
 
 from tiktok_minis import NotAuthorized, Settings, TikTokMinis
@@ -284,13 +285,6 @@ async def test_allowed_host_and_port_under_another_scheme_is_refused(
     assert allowed.hits == []
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize(
     "host",
     [
@@ -323,7 +317,7 @@ async def test_internal_address_literals_are_refused_before_connecting(
 ) -> None:
     """Loopback, private, link-local, multicast, reserved, unspecified: refused, IPv4 and IPv6."""
     caplog.set_level(logging.WARNING, logger=LOGGER)
-    assert await avatars.keep(f"http://{host}:{_free_port()}/a.png") is None
+    assert await avatars.keep(f"http://{host}:{free_port()}/a.png") is None
     [record] = refusals(caplog)
     assert getattr(record, "status", None) is None, "refused without any request"
 
@@ -381,7 +375,7 @@ async def test_an_allowed_name_may_resolve_inside(sqlite_db: Database, inside: I
     await service.start()
     try:
         assert await service.keep(f"http://emulator.test:{inside.port}/ok.png") is not None
-        assert await service.keep(f"http://emulator.test:{_free_port()}/ok.png") is None
+        assert await service.keep(f"http://emulator.test:{free_port()}/ok.png") is None
     finally:
         await service.close()
     assert inside.hits == ["/ok.png"]

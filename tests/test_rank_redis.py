@@ -30,6 +30,7 @@ import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ports import free_port
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -258,14 +259,6 @@ def quick_client(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         url, socket_connect_timeout=0.5, socket_timeout=2, retry=Retry(NoBackoff(), 0)
     )
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Proxy:
