@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import socket
 import sqlite3
 from pathlib import Path
@@ -83,6 +84,12 @@ def _tuned(url: str, pool_size: int) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+_MISSING_DRIVER = (
+    "TTMINIS_DATABASE_URL names PostgreSQL but its driver is not installed: "
+    "pip install 'tiktok-minis[postgres]'"
+)
+
+
 class Database:
     """The plugin's database: one tortoise initialisation, the schema migrated on opening.
 
@@ -94,6 +101,9 @@ class Database:
         self.url = url
         self._pool_size = pool_size
         self._open = False
+        if self.dialect == "postgres" and importlib.util.find_spec("asyncpg") is None:
+            # Said when the game builds the plugin, before its server listens, not at startup.
+            raise ConfigurationError(_MISSING_DRIVER)
 
     @property
     def dialect(self) -> Dialect:
@@ -224,11 +234,6 @@ def _why_unopenable(url: str, exc: BaseException) -> str | None:
         seen = seen.__cause__ or seen.__context__
     names = {type(error).__name__ for error in chain}
     where = _where(url)
-    if any(isinstance(e, ModuleNotFoundError) and e.name == "asyncpg" for e in chain):
-        return (
-            "TTMINIS_DATABASE_URL names PostgreSQL but its driver is not installed: "
-            "pip install 'tiktok-minis[postgres]'"
-        )
     if "InvalidCatalogNameError" in names:
         return f"The {where} does not exist: create it (createdb), or fix TTMINIS_DATABASE_URL."
     if names & {"InvalidPasswordError", "InvalidAuthorizationSpecificationError"}:
