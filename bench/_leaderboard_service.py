@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from bench._leaderboard_load import BOARD, PERIOD, Loaded
-from tiktok_minis.leaderboards import Board, BoardRegistry, Leaderboards, index_loader
-from tiktok_minis.profile import Placeholder
 from tiktok_minis.ranking import MemoryRankIndex, NoRankIndex, RankIndex
 from tiktok_minis.ranking.keys import rank_key
+from tiktok_minis.services.leaderboards import Board, BoardRegistry, Leaderboards, index_loader
+from tiktok_minis.services.profile import Placeholder
 from tiktok_minis.store.database import Database, connection
 
 __all__ = ["SERVICE_OPERATIONS", "IndexChoice", "ServiceResult", "redis_index_class", "run"]

@@ -39,9 +39,7 @@ import aiohttp
 
 import tiktok_minis.minis
 from example_server.app import create_app
-from tiktok_minis import Settings
-from tiktok_minis.logs import JsonFormatter
-from tiktok_minis.minis import MINIS_KEY
+from tiktok_minis import MINIS_KEY, JsonFormatter, Settings
 from tiktok_minis.testing import GameClient, serve
 
 

@@ -40,10 +40,10 @@ from tortoise.transactions import in_transaction
 
 from tiktok_minis import Settings
 from tiktok_minis.minis import TikTokMinis
-from tiktok_minis.refresher import RefreshRound
 from tiktok_minis.sandbox import ManualClock, Sandbox
 from tiktok_minis.sandbox.identity import avatar_svg
 from tiktok_minis.sandbox.state import BASIC_SCOPE, OPEN_ID_SCOPE
+from tiktok_minis.services.refresher import RefreshRound
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.database import connection
 from tiktok_minis.store.models import AvatarRow, Consent, PlayerRow

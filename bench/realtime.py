@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 
 from example_server.app import create_app
-from tiktok_minis import Settings
-from tiktok_minis.minis import MINIS_KEY
+from tiktok_minis import MINIS_KEY, Settings
 from tiktok_minis.testing import GameClient, serve
 
 

@@ -9,8 +9,7 @@ import sys
 from aiohttp import web
 
 from example_server.app import create_app
-from tiktok_minis import ConfigurationError, Settings
-from tiktok_minis.logs import JsonFormatter
+from tiktok_minis import ConfigurationError, JsonFormatter, Settings
 
 
 def main(argv: list[str] | None = None) -> int:

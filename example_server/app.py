@@ -7,8 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tiktok_minis import Board, Settings, TikTokMinis
-from tiktok_minis.minis import MINIS_KEY
+from tiktok_minis import MINIS_KEY, Board, Settings, TikTokMinis
 
 __all__ = ["create_app"]
 

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from example_server.app import create_app
-from tiktok_minis import Settings, TikTokMinis
-from tiktok_minis.minis import MINIS_KEY
+from tiktok_minis import MINIS_KEY, Settings, TikTokMinis
 from tiktok_minis.sandbox import Sandbox, SandboxUser
 from tiktok_minis.testing import GameClient, serve
 

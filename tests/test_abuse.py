@@ -21,9 +21,8 @@ import socketio
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 from game import Game, run_game
 
-from tiktok_minis import Settings
-from tiktok_minis.logs import JsonFormatter
-from tiktok_minis.socket_guard import (
+from tiktok_minis import JsonFormatter, Settings
+from tiktok_minis.realtime._guard import (
     DEFAULT_MAX_FRAME_BYTES,
     REFUSAL_REASONS,
     LogRateLimit,

@@ -24,9 +24,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tiktok_minis.avatars import IMAGE_TYPES, Avatars
-from tiktok_minis.logs import JsonFormatter
+from tiktok_minis import JsonFormatter
 from tiktok_minis.sandbox import ManualClock, Sandbox, SandboxServer
+from tiktok_minis.services.avatars import IMAGE_TYPES, Avatars
 from tiktok_minis.store import avatars as store
 from tiktok_minis.store.database import Database
 from tiktok_minis.store.models import AvatarRow

@@ -23,12 +23,12 @@ from ports import free_port
 from yarl import URL
 
 from tiktok_minis import NotAuthorized, Settings, TikTokMinis
-from tiktok_minis.avatars import Avatars
-from tiktok_minis.concurrency import SingleFlight
 from tiktok_minis.sandbox import ManualClock
+from tiktok_minis.services.avatars import Avatars
 from tiktok_minis.store import players as store
 from tiktok_minis.store.database import Database
 from tiktok_minis.store.models import AvatarRow, Consent
+from tiktok_minis.support.concurrency import SingleFlight
 from tiktok_minis.testing import serve
 
 DAY = 86400.0

@@ -89,7 +89,7 @@ async def test_outside_sandbox_mode_the_emulator_is_not_there(sqlite_url: str) -
     from tiktok_minis import Settings
     from tiktok_minis.sandbox.webhooks import authorization_removed, signed_webhook
     from tiktok_minis.settings import SANDBOX_CLIENT_KEY, SANDBOX_CLIENT_SECRET
-    from tiktok_minis.webhook import DEFAULT_PATH
+    from tiktok_minis.web.webhook import DEFAULT_PATH
 
     settings = Settings(
         client_key="aw-production-key",

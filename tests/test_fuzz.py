@@ -8,7 +8,7 @@ at all and extra positional arguments. Hypothesis runs in a worker thread and ha
 the test's event loop, where the game serves.
 
 Every case must get exactly one ack of the contract's shape, with the code the case calls for
-(decided here from the payload, not by asking ``wire.py``), and leave the connection usable.
+(decided here from the payload, not by asking the payload models), and leave the connection usable.
 Integer literals longer than a JSON encoder of this process writes (over 100 digits) go out as
 raw websocket frames, in the last test.
 

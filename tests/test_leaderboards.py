@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from tiktok_minis.errors import ConfigurationError, ScoreRejected, UnknownBoard, UnknownPlayer
-from tiktok_minis.leaderboards import (
+from tiktok_minis.ranking import MemoryRankIndex, NoRankIndex, RankIndex
+from tiktok_minis.services.leaderboards import (
     Board,
     BoardChange,
     BoardRegistry,
@@ -22,8 +23,7 @@ from tiktok_minis.leaderboards import (
     Reset,
     index_loader,
 )
-from tiktok_minis.profile import Placeholder
-from tiktok_minis.ranking import MemoryRankIndex, NoRankIndex, RankIndex
+from tiktok_minis.services.profile import Placeholder
 from tiktok_minis.store.database import Database
 from tiktok_minis.store.models import PlayerRow, ScoreRow
 from tiktok_minis.store.scores import INT64_MAX, INT64_MIN

@@ -17,10 +17,10 @@ import pytest
 from game import FAST_UPSTREAM, Game, issued_tokens, run_game
 
 from tiktok_minis import Settings, UnknownPlayer
-from tiktok_minis.players import Players
-from tiktok_minis.profile import Placeholder
-from tiktok_minis.refresher import FIRST_BACKOFF, Refresher, backoff
 from tiktok_minis.sandbox import ManualClock, SandboxUser
+from tiktok_minis.services.players import Players
+from tiktok_minis.services.profile import Placeholder
+from tiktok_minis.services.refresher import FIRST_BACKOFF, Refresher, backoff
 from tiktok_minis.store import players as store
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.models import AvatarRow, PlayerRow, ScoreRow

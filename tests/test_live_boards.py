@@ -10,9 +10,8 @@ import socketio
 from aiohttp import web
 from game import FAST_UPSTREAM, Game, run_game
 
-from tiktok_minis import Board, ConfigurationError, Settings, TikTokMinis
-from tiktok_minis.minis import MINIS_KEY
-from tiktok_minis.pushes import BoardPusher
+from tiktok_minis import MINIS_KEY, Board, ConfigurationError, Settings, TikTokMinis
+from tiktok_minis.realtime._pushes import BoardPusher
 from tiktok_minis.testing import GameClient, serve
 
 

@@ -11,7 +11,7 @@ import pytest
 from game import FAST_UPSTREAM, Game, run_game
 
 from tiktok_minis import Settings
-from tiktok_minis.proxies import TrustedProxies
+from tiktok_minis.support.proxies import TrustedProxies
 from tiktok_minis.testing import GameClient
 
 LIMITS: dict[str, Any] = {

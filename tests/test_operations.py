@@ -12,9 +12,8 @@ import aiohttp
 import pytest
 from game import FAST_UPSTREAM, Game, issued_tokens, run_game
 
-from tiktok_minis import Settings
+from tiktok_minis import JsonFormatter, Settings
 from tiktok_minis.__main__ import main as admin
-from tiktok_minis.logs import JsonFormatter
 from tiktok_minis.sandbox import ManualClock
 from tiktok_minis.sandbox.webhooks import authorization_removed, signed_webhook
 from tiktok_minis.settings import SANDBOX_CLIENT_SECRET

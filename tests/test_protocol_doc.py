@@ -11,12 +11,12 @@ from aiohttp import web
 
 from tiktok_minis import Settings, TikTokMinis
 from tiktok_minis.errors import MinisError
-from tiktok_minis.sessions import InvalidSession
-from tiktok_minis.socket_guard import RESERVED_EVENTS
+from tiktok_minis.realtime._guard import RESERVED_EVENTS
+from tiktok_minis.services.sessions import InvalidSession
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
-REALTIME = (ROOT / "plugin" / "tiktok_minis" / "realtime.py").read_text(encoding="utf-8")
+REALTIME = (ROOT / "plugin" / "tiktok_minis" / "realtime" / "_events.py").read_text(encoding="utf-8")
 
 
 def _section(title: str) -> str:

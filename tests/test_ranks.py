@@ -18,10 +18,16 @@ from hypothesis import strategies as st
 
 from tiktok_minis import Settings
 from tiktok_minis.errors import ScoreRejected
-from tiktok_minis.leaderboards import Board, BoardRegistry, Entry, Leaderboards, index_loader
-from tiktok_minis.profile import Placeholder
 from tiktok_minis.ranking import MemoryRankIndex, Row, rank_key, row_id_of, score_of
 from tiktok_minis.ranking.keys import key_bytes, micros
+from tiktok_minis.services.leaderboards import (
+    Board,
+    BoardRegistry,
+    Entry,
+    Leaderboards,
+    index_loader,
+)
+from tiktok_minis.services.profile import Placeholder
 from tiktok_minis.store import players as player_store
 from tiktok_minis.store import scores as store
 from tiktok_minis.store.database import Database

@@ -15,7 +15,7 @@ from game import FAST_UPSTREAM, Game, run_game
 from redis.asyncio import Redis
 
 from tiktok_minis import Settings
-from tiktok_minis.leaderboards import Entry
+from tiktok_minis.services.leaderboards import Entry
 from tiktok_minis.store import players as player_store
 from tiktok_minis.store import scores as store
 from tiktok_minis.store.database import connection

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from tiktok_minis.concurrency import KeyedLock, SingleFlight, TaskSet
-from tiktok_minis.ratelimit import TokenBucket
-from tiktok_minis.sessions import InvalidSession, SessionSigner
+from tiktok_minis.realtime._ratelimit import TokenBucket
+from tiktok_minis.services.sessions import InvalidSession, SessionSigner
 from tiktok_minis.store.crypto import TokenCipher
+from tiktok_minis.support.concurrency import KeyedLock, SingleFlight, TaskSet
 
 
 def test_session_round_trip_and_rejections() -> None:

@@ -24,7 +24,7 @@ from tiktok_minis.store import players as player_store
 from tiktok_minis.store import webhooks as event_store
 from tiktok_minis.store.models import WebhookEventRow
 from tiktok_minis.testing import GameClient
-from tiktok_minis.webhook import (
+from tiktok_minis.web.webhook import (
     DEFAULT_PATH,
     MAX_BODY_BYTES,
     Verdict,

@@ -26,13 +26,15 @@ from tiktok_minis.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from tiktok_minis.leaderboards import Board, Entry, EntryPlayer
-from tiktok_minis.minis import TikTokMinis
-from tiktok_minis.players import Player
+from tiktok_minis.minis import MINIS_KEY, TikTokMinis
+from tiktok_minis.ops.logs import JsonFormatter
+from tiktok_minis.services.leaderboards import Board, Entry, EntryPlayer
+from tiktok_minis.services.players import Player
 from tiktok_minis.settings import Settings
 from tiktok_minis.store.models import Consent
 
 __all__ = [
+    "MINIS_KEY",
     "Board",
     "ConfigurationError",
     "Consent",
@@ -40,6 +42,7 @@ __all__ = [
     "EntryPlayer",
     "InternalError",
     "InvalidPayload",
+    "JsonFormatter",
     "LoginFailed",
     "MinisError",
     "NotAuthorized",

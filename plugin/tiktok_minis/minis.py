@@ -17,32 +17,35 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-from tiktok_minis.avatars import Avatars
-from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.errors import ConfigurationError
-from tiktok_minis.feeds import Feed
-from tiktok_minis.health import Health, UpstreamHealth
-from tiktok_minis.leaderboards import BoardRegistry, Leaderboards, index_loader, index_sweep
-from tiktok_minis.metrics import Metrics
-from tiktok_minis.players import Player, Players
-from tiktok_minis.profile import Placeholder
+from tiktok_minis.ops.health import Health, UpstreamHealth
+from tiktok_minis.ops.metrics import Metrics
 from tiktok_minis.ranking import MemoryRankIndex, NoRankIndex, RankIndex
-from tiktok_minis.realtime import LoginHook, Realtime
-from tiktok_minis.redis_manager import RedisManager
-from tiktok_minis.refresher import Refresher
+from tiktok_minis.realtime import DEFAULT_MAX_FRAME_BYTES, LoginHook, Realtime, RedisManager, harden
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
-from tiktok_minis.sessions import Sessions, SessionSigner
+from tiktok_minis.services.avatars import Avatars
+from tiktok_minis.services.leaderboards import (
+    BoardRegistry,
+    Leaderboards,
+    index_loader,
+    index_sweep,
+)
+from tiktok_minis.services.players import Player, Players
+from tiktok_minis.services.profile import Placeholder
+from tiktok_minis.services.refresher import Refresher
+from tiktok_minis.services.sessions import Sessions, SessionSigner
 from tiktok_minis.settings import Settings
-from tiktok_minis.socket_guard import DEFAULT_MAX_FRAME_BYTES, harden
 from tiktok_minis.store import score_removals
 from tiktok_minis.store import webhooks as webhook_events
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.database import Database, is_outage
 from tiktok_minis.store.score_removals import Removal
+from tiktok_minis.support.concurrency import TaskSet
+from tiktok_minis.support.feeds import Feed
 from tiktok_minis.tiktok.client import TikTokClient
 from tiktok_minis.tiktok.throttle import RedisPace
-from tiktok_minis.webhook import DEFAULT_PATH as WEBHOOK_PATH
-from tiktok_minis.webhook import add_webhook_route, event_retention
+from tiktok_minis.web.webhook import DEFAULT_PATH as WEBHOOK_PATH
+from tiktok_minis.web.webhook import add_webhook_route, event_retention
 
 __all__ = ["MINIS_KEY", "TikTokMinis"]
 

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tiktok_minis.errors import ConfigurationError
-from tiktok_minis.proxies import parse_networks
+from tiktok_minis.support.proxies import parse_networks
 
 __all__ = ["SANDBOX_CLIENT_KEY", "SANDBOX_CLIENT_SECRET", "Settings"]
 

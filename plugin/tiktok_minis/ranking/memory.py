@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
-from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.ranking.base import Loader, Row
 from tiktok_minis.ranking.keys import Order
+from tiktok_minis.support.concurrency import TaskSet
 
 __all__ = ["MemoryRankIndex"]
 

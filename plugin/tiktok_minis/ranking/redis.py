@@ -118,9 +118,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.ranking.base import Loader, Row
 from tiktok_minis.ranking.keys import KEY_BYTES, Order, key_bytes, micros
+from tiktok_minis.support.concurrency import TaskSet
 
 __all__ = ["RedisRankIndex", "Sweep"]
 

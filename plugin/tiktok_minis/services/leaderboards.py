@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Literal
 
-from tiktok_minis.concurrency import KeyedLock, TaskSet
 from tiktok_minis.errors import ConfigurationError, ScoreRejected, UnknownBoard, UnknownPlayer
-from tiktok_minis.profile import Placeholder
 from tiktok_minis.ranking import (
     Loader,
     NoRankIndex,
@@ -33,10 +31,12 @@ from tiktok_minis.ranking import (
     score_of,
 )
 from tiktok_minis.ranking.keys import micros
+from tiktok_minis.services.profile import Placeholder
 from tiktok_minis.store import scores as store
 from tiktok_minis.store.database import Database, Dialect
 from tiktok_minis.store.score_removals import Removal
 from tiktok_minis.store.scores import INT64_MAX, INT64_MIN, Operator, Order
+from tiktok_minis.support.concurrency import KeyedLock, TaskSet
 
 if TYPE_CHECKING:
     from tiktok_minis.ranking.redis import Sweep

@@ -24,11 +24,11 @@ from datetime import datetime, timedelta
 from cryptography.fernet import InvalidToken
 
 from tiktok_minis.errors import MinisError
-from tiktok_minis.feeds import Feed
-from tiktok_minis.players import Player, Players
+from tiktok_minis.services.players import Player, Players
 from tiktok_minis.store import sessions as store
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.sessions import SessionEnd
+from tiktok_minis.support.feeds import Feed
 
 __all__ = [
     "InvalidSession",

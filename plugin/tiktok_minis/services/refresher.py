@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tiktok_minis.errors import MinisError, NotAuthorized, UnknownPlayer
-from tiktok_minis.players import Players
+from tiktok_minis.services.players import Players
 from tiktok_minis.store import players as store
 from tiktok_minis.store.database import Dialect
 from tiktok_minis.tiktok.throttle import UpstreamThrottle

@@ -18,7 +18,7 @@ backoff for up to 72 hours until the endpoint answers 200. Hence:
   cannot succeed with the revoked tokens) and changes nothing either;
 - when acting fails the claim is released and the answer is 500, so TikTok's retry acts.
 
-This is an HTTP face on the player service, like ``realtime.py`` is the Socket.IO one.
+This is an HTTP face on the player service, like ``realtime`` is the Socket.IO one.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from enum import StrEnum
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tiktok_minis.players import Player, Players
+from tiktok_minis.services.players import Player, Players
 from tiktok_minis.store import webhooks as store
 
 __all__ = [

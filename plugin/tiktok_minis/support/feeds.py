@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from tiktok_minis.concurrency import TaskSet
+from tiktok_minis.support.concurrency import TaskSet
 
 __all__ = ["Feed", "Identified"]
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from tiktok_minis.concurrency import TaskSet
+from tiktok_minis.support.concurrency import TaskSet
 
 __all__ = ["BoardPusher"]
 

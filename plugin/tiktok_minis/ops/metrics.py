@@ -17,8 +17,8 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tiktok_minis.refresher import RefreshRound
-from tiktok_minis.socket_guard import refused_packets
+from tiktok_minis.realtime import refused_packets
+from tiktok_minis.services.refresher import RefreshRound
 from tiktok_minis.tiktok.throttle import UpstreamThrottle
 
 __all__ = ["Metrics"]

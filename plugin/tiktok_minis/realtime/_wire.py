@@ -12,8 +12,8 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from tiktok_minis.errors import InvalidPayload
-from tiktok_minis.leaderboards import Entry
-from tiktok_minis.players import Player
+from tiktok_minis.services.leaderboards import Entry
+from tiktok_minis.services.players import Player
 
 __all__ = [
     "AroundPayload",

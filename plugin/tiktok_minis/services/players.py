@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from tiktok_minis.concurrency import KeyedLock, SingleFlight
 from tiktok_minis.errors import (
     LoginFailed,
     MinisError,
@@ -24,10 +23,11 @@ from tiktok_minis.errors import (
     TokenExpired,
     UnknownPlayer,
 )
-from tiktok_minis.profile import Placeholder
+from tiktok_minis.services.profile import Placeholder
 from tiktok_minis.store import players as store
 from tiktok_minis.store.crypto import InvalidToken, TokenCipher
 from tiktok_minis.store.models import Consent, PlayerRow
+from tiktok_minis.support.concurrency import KeyedLock, SingleFlight
 from tiktok_minis.tiktok.client import TikTokClient
 from tiktok_minis.tiktok.models import TikTokUser, TokenSet
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import socketio
 
-from tiktok_minis.concurrency import TaskSet
 from tiktok_minis.errors import (
     InternalError,
     LoginFailed,
@@ -30,14 +29,9 @@ from tiktok_minis.errors import (
     StorageUnavailable,
     UnknownPlayer,
 )
-from tiktok_minis.leaderboards import BoardChange, Leaderboards
-from tiktok_minis.players import Player, Players
-from tiktok_minis.proxies import TrustedProxies
-from tiktok_minis.pushes import BoardPusher
-from tiktok_minis.ratelimit import KeyedBuckets, TokenBucket
-from tiktok_minis.sessions import InvalidSession, SessionEnd, Sessions, session_digest
-from tiktok_minis.settings import Settings
-from tiktok_minis.wire import (
+from tiktok_minis.realtime._pushes import BoardPusher
+from tiktok_minis.realtime._ratelimit import KeyedBuckets, TokenBucket
+from tiktok_minis.realtime._wire import (
     AroundPayload,
     AuthorizePayload,
     BoardPayload,
@@ -49,6 +43,12 @@ from tiktok_minis.wire import (
     parse,
     player_to_wire,
 )
+from tiktok_minis.services.leaderboards import BoardChange, Leaderboards
+from tiktok_minis.services.players import Player, Players
+from tiktok_minis.services.sessions import InvalidSession, SessionEnd, Sessions, session_digest
+from tiktok_minis.settings import Settings
+from tiktok_minis.support.concurrency import TaskSet
+from tiktok_minis.support.proxies import TrustedProxies
 
 __all__ = ["EventObserver", "LoginHook", "Realtime"]
 

@@ -1,0 +1,2 @@
+"""What an operator reads: Prometheus metrics (``metrics``), JSON log lines (``logs``) and the
+liveness and readiness checks (``health``)."""
