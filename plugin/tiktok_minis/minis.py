@@ -6,22 +6,30 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import socketio
 from aiohttp import web
-from socketio.async_pubsub_manager import AsyncPubSubManager
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    pass
 
 from tiktok_minis.errors import ConfigurationError
 from tiktok_minis.ops.health import Health, UpstreamHealth
 from tiktok_minis.ops.metrics import Metrics
 from tiktok_minis.ranking import MemoryRankIndex, NoRankIndex, RankIndex
-from tiktok_minis.realtime import DEFAULT_MAX_FRAME_BYTES, LoginHook, Realtime, RedisManager, harden
+from tiktok_minis.realtime import (
+    LoginHook,
+    Realtime,
+    RedisManager,
+    build_server,
+    hang_up,
+    harden,
+    share_rooms,
+)
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
 from tiktok_minis.services.avatars import Avatars
 from tiktok_minis.services.leaderboards import (
@@ -42,6 +50,7 @@ from tiktok_minis.store.database import Database, is_outage
 from tiktok_minis.store.score_removals import Removal
 from tiktok_minis.support.concurrency import TaskSet
 from tiktok_minis.support.feeds import Feed
+from tiktok_minis.support.redis_client import redis_client, require_redis
 from tiktok_minis.tiktok.client import TikTokClient
 from tiktok_minis.tiktok.throttle import RedisPace
 from tiktok_minis.web.webhook import DEFAULT_PATH as WEBHOOK_PATH
@@ -55,7 +64,6 @@ STATIC_DIR = Path(__file__).parent / "static"
 #: Where the plugin serves its own files and, in sandbox mode, the emulator's browser routes.
 URL_PREFIX = "/ttminis"
 
-MINIS_KEY: web.AppKey[TikTokMinis] = web.AppKey("tiktok_minis", object)  # type: ignore[arg-type]
 
 _HOUSEKEEPING_SECONDS = 3600.0
 
@@ -87,7 +95,7 @@ class TikTokMinis:
         self.sandbox: Sandbox | None = Sandbox(clock=self.clock) if self.settings.sandbox else None
         self.database = Database(self.settings.database_url, self.settings.database_pool_size)
         #: The Redis client the processes share state through (``TTMINIS_REDIS_URL``), if any.
-        self.redis = _redis_client(self.settings.redis_url) if self.settings.redis_url else None
+        self.redis = redis_client(self.settings.redis_url) if self.settings.redis_url else None
         self._client = TikTokClient.from_settings(
             self.settings,
             clock=self.clock,
@@ -167,7 +175,8 @@ class TikTokMinis:
         )
         self._login_hooks: list[LoginHook] = []
         self._realtime: Realtime | None = None
-        self._sandbox_server: SandboxServer | None = None
+        #: What start opened, each with its close; ``close`` unwinds it in reverse.
+        self._opened = AsyncExitStack()
         self._tasks = TaskSet("tiktok-minis")
         self._started = False
         self.players.subscribe(self._player_changed)
@@ -182,12 +191,7 @@ class TikTokMinis:
 
     def create_server(self, **options: Any) -> socketio.AsyncServer:
         """An ``AsyncServer`` set up for the plugin: Redis manager when configured, sane limits."""
-        if self.settings.redis_url:
-            options.setdefault("client_manager", self.redis_manager())
-        options.setdefault("async_mode", "aiohttp")
-        options.setdefault("cors_allowed_origins", [])
-        options.setdefault("max_http_buffer_size", DEFAULT_MAX_FRAME_BYTES)
-        return socketio.AsyncServer(**options)
+        return build_server(self.redis_manager() if self.settings.redis_url else None, **options)
 
     def redis_manager(self) -> RedisManager:
         """The Socket.IO client manager that shares rooms and pushes through
@@ -195,7 +199,7 @@ class TikTokMinis:
         ``socketio.AsyncServer(client_manager=minis.redis_manager(), ...)``."""
         if not self.settings.redis_url:
             raise ConfigurationError("redis_manager() needs TTMINIS_REDIS_URL.")
-        _redis_client(self.settings.redis_url)  # the redis extra is there, or a sentence says so
+        require_redis()
         metrics = self.metrics
         return RedisManager(
             self.settings.redis_url,
@@ -205,34 +209,12 @@ class TikTokMinis:
             on_relinked=self.leaderboards.announce_all,
         )
 
-    def _share_rooms(self, sio: socketio.AsyncServer) -> None:
-        """With ``TTMINIS_REDIS_URL``, make sure ``sio`` shares rooms and pushes through Redis.
-
-        A server still on python-socketio's default in-process manager gets the Redis manager
-        (nothing was emitted through it yet); one with a manager of another kind is refused,
-        since pushes would silently stay in one process.
-        """
-        if not self.settings.redis_url or isinstance(sio.manager, AsyncPubSubManager):
-            return
-        if type(sio.manager) is not socketio.AsyncManager:
-            raise ConfigurationError(
-                "TTMINIS_REDIS_URL is set but the AsyncServer given to attach() has a client "
-                f"manager of its own ({type(sio.manager).__name__}): build the server with "
-                "minis.create_server(), or pass client_manager=minis.redis_manager()."
-            )
-        manager = self.redis_manager()
-        manager.set_server(sio)
-        sio.manager = manager
-        log.info(
-            "redis manager installed on the game's server",
-            extra={"event": "redis_manager_installed"},
-        )
-
     def attach(self, sio: socketio.AsyncServer, app: web.Application) -> None:
         """Register the events on ``sio`` and the plugin's routes and lifecycle on ``app``."""
         if self._realtime is not None:
             raise RuntimeError("TikTokMinis.attach() was already called")
-        self._share_rooms(sio)
+        if self.settings.redis_url:
+            share_rooms(sio, self.redis_manager)
         self._realtime = Realtime(
             sio,
             players=self.players,
@@ -268,22 +250,10 @@ class TikTokMinis:
         app[MINIS_KEY] = self
         app.cleanup_ctx.append(self._lifespan)
 
-        async def close_sockets(_: web.Application) -> None:
-            # Tell every client this process is going away, so it reconnects elsewhere and
-            # resumes its session, and end the transport: engineio sends the close packet but
-            # leaves the websocket open until the client hangs up, which held a SIGTERM for
-            # seconds while any tab was open. A None in the send queue is engineio's own signal
-            # for its writer to close the websocket after what is queued (the close packet).
-            # wait=False: a socket whose client is already gone never drains its queue, and
-            # engineio's disconnect() would wait on it forever.
-            for socket in list(sio.eio.sockets.values()):
-                await socket.close(wait=False, reason=sio.eio.reason.SERVER_DISCONNECT)
-                socket.queue.put_nowait(None)
-            close_manager = getattr(sio.manager, "close", None)
-            if close_manager is not None:
-                await close_manager()
+        async def hang_up_on_shutdown(_: web.Application) -> None:
+            await hang_up(sio)
 
-        app.on_shutdown.append(close_sockets)
+        app.on_shutdown.append(hang_up_on_shutdown)
 
     @property
     def connection_count(self) -> int:
@@ -322,50 +292,58 @@ class TikTokMinis:
         self._started = True
 
     async def _open_parts(self) -> None:
+        """Open each part and put its close on the stack: ``close`` runs them in reverse."""
+        opened = self._opened
+        if self.redis is not None:
+            opened.push_async_callback(self.redis.aclose)
         await self.database.open()
+        opened.push_async_callback(self.database.close)
         if self.sandbox is not None:
-            log.warning(
-                "sandbox mode: a built-in TikTok emulator stands in for TikTok and sessions are "
-                "signed with a public key; never run it in production",
-                extra={"event": "sandbox_mode"},
-            )
-            self._sandbox_server = SandboxServer(self.sandbox)
-            await self._sandbox_server.start()
-            self._client.base_url = self._sandbox_server.url
-            # Its avatar links point at its own loopback server: that origin, and nothing else
-            # internal, may be fetched (replaced on every start: the port changes).
-            self.avatars.allowed_origins = frozenset({self._sandbox_server.url})
+            await self._open_sandbox(self.sandbox)
         await self._client.start()
+        opened.push_async_callback(self._client.close)
         await self.avatars.start()
+        opened.push_async_callback(self.avatars.close)
         await self.sessions.start()
+        opened.push_async_callback(self.sessions.close)
         await self.rank_index.start()
+        opened.push_async_callback(self.rank_index.close)
+        opened.push_async_callback(self.leaderboards.close)
         await self._score_removals.start()
+        opened.push_async_callback(self._score_removals.close)
         if self._realtime is not None:
             self._realtime.start()
+            opened.push_async_callback(self._realtime.close)
         if self.settings.refresher_enabled:
             self.refresher.start()
+            opened.push_async_callback(self.refresher.close)
+        opened.push_async_callback(self._close_tasks)
         self._tasks.spawn(self._housekeeping_loop())
+
+    async def _open_sandbox(self, sandbox: Sandbox) -> None:
+        log.warning(
+            "sandbox mode: a built-in TikTok emulator stands in for TikTok and sessions are "
+            "signed with a public key; never run it in production",
+            extra={"event": "sandbox_mode"},
+        )
+        server = SandboxServer(sandbox)
+        await server.start()
+        self._opened.push_async_callback(server.close)
+        self._client.base_url = server.url
+        # Its avatar links point at its own loopback server: that origin, and nothing else
+        # internal, may be fetched (replaced on every start: the port changes).
+        self.avatars.allowed_origins = frozenset({server.url})
+
+    async def _close_tasks(self) -> None:
+        """Wait for (or cancel) the pushes in flight, and leave a fresh set for the next start."""
+        tasks, self._tasks = self._tasks, TaskSet("tiktok-minis")
+        await tasks.close()
 
     async def close(self) -> None:
         """Close everything ``start`` opened, in reverse. Closing twice is harmless."""
         self._started = False
-        await self.refresher.close()
-        if self._realtime is not None:
-            await self._realtime.close()
-        await self.sessions.close()
-        await self._score_removals.close()
-        await self.leaderboards.close()
-        await self.rank_index.close()
-        await self._tasks.close()
-        self._tasks = TaskSet("tiktok-minis")
-        await self._client.close()
-        await self.avatars.close()
-        if self._sandbox_server is not None:
-            await self._sandbox_server.close()
-            self._sandbox_server = None
-        await self.database.close()
-        if self.redis is not None:
-            await self.redis.aclose()
+        opened, self._opened = self._opened, AsyncExitStack()
+        await opened.aclose()
 
     async def housekeeping(self) -> int:
         """Delete what is no longer needed: webhook event digests past TikTok's retry window,
@@ -433,25 +411,5 @@ class TikTokMinis:
         self._tasks.spawn(self.leaderboards.notify_profile_changed(player.open_id))
 
 
-def _redis_client(url: str) -> Redis:
-    """A Redis client for ``url`` (it connects on first use); the ``redis`` extra must be in."""
-    try:
-        from redis.asyncio import Redis
-    except ModuleNotFoundError:
-        raise ConfigurationError(
-            "TTMINIS_REDIS_URL is set but the redis package is not installed: "
-            "pip install 'tiktok-minis[redis]'"
-        ) from None
-    # A bounded socket timeout: a Redis that stops answering fails a call in seconds, and the
-    # callers fall back (the upstream budget to this process, ranks to the database).
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-
-    # One quick retry, not redis-py's ten with a backoff of up to a second: the first call of
-    # an outage must not hold its caller for seconds.
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=2,
-        socket_timeout=2,
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
-    )
+#: Where ``attach`` puts the plugin in the aiohttp app: ``request.app[MINIS_KEY]``.
+MINIS_KEY = web.AppKey("tiktok_minis", TikTokMinis)
