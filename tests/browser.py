@@ -52,14 +52,23 @@ async def chromium_browser() -> AsyncIterator[Any]:
             await chromium.close()
 
 
-async def player_page(browser: Any, url: str) -> Any:
-    """A phone-sized page in its own context: its own storage, so its own TikTok account."""
+async def blank_player_page(browser: Any) -> Any:
+    """A phone-sized page in its own context, not navigated yet (to set routes up first).
+
+    Its uncaught page errors collect in ``page.errors``.
+    """
     context = await browser.new_context(viewport={"width": 400, "height": 820})
     context.set_default_timeout(TIMEOUT_MS)
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.errors = errors
+    return page
+
+
+async def player_page(browser: Any, url: str) -> Any:
+    """A phone-sized page in its own context: its own storage, so its own TikTok account."""
+    page = await blank_player_page(browser)
     await page.goto(url)
     return page
 

@@ -2,12 +2,14 @@
 import { createMinis } from "/ttminis/static/ttminis.js";
 
 const DEFAULT_AVATAR = "/ttminis/static/default-avatar.svg";
+const BOARD = "global";
 const $ = (id) => document.getElementById(id);
 
 const minis = createMinis();
 let height = 0;
 let best = 0;
 let stopWatching = null;
+let boardClosed = false; // the player closed the board: a new score does not reopen it
 
 function setAvatar(img, url) {
   img.onerror = () => {
@@ -25,8 +27,14 @@ function showPlayer(player) {
     consent === "granted" ? "profile shared" : consent === "denied" ? "profile private" : "tap Leaderboard to show your name";
 }
 
-function showError(error) {
-  $("last-error").textContent = error ? `${error.code || "error"}: ${error.message}` : "";
+/** Show a MinisError ("code: message"), or clear the line with null after a success. */
+function showError(error, suffix = "") {
+  $("last-error").textContent = error ? `${error.code || "error"}: ${error.message}${suffix}` : "";
+}
+
+function showBest(score) {
+  best = Math.max(best, score);
+  $("best").textContent = best;
 }
 
 function entryRow(entry, mine) {
@@ -55,19 +63,29 @@ function renderBoard({ entries, me }) {
   const shown = entries.some((e) => e.player.id === myId);
   $("my-entry").hidden = !me || shown;
   if (me && !shown) $("my-entry").replaceChildren(entryRow(me, true));
-  if (me) best = Math.max(best, me.score);
-  $("best").textContent = best;
+  if (me) showBest(me.score);
 }
 
-async function openBoard() {
+/** Show the board and follow it live. Joining asks for nothing: names show as they are. */
+function watchBoard() {
   $("board").hidden = false;
-  // The phased-authorization moment: ask for the profile only when names matter.
+  if (!stopWatching) stopWatching = minis.join(BOARD, renderBoard);
+}
+
+async function askForProfile(options) {
   try {
-    await minis.ensureProfile();
+    await minis.ensureProfile(options);
+    showError(null);
   } catch (error) {
     showError(error);
   }
-  if (!stopWatching) stopWatching = minis.join("global", renderBoard);
+}
+
+async function openBoard() {
+  boardClosed = false;
+  watchBoard();
+  // The phased-authorization moment: ask for the profile only when names matter.
+  await askForProfile();
 }
 
 async function tap() {
@@ -75,9 +93,36 @@ async function tap() {
   $("score").textContent = height;
   if (height <= best) return;
   try {
-    const me = await minis.submit("global", height);
-    best = Math.max(best, me.score);
-    $("best").textContent = best;
+    showBest((await minis.submit(BOARD, height)).score);
+    showError(null);
+    if (!boardClosed) watchBoard(); // you are on the board now: watch it live
+  } catch (error) {
+    showError(error);
+  }
+}
+
+/** Silent login, retried with a backoff (1 s, 2 s, 4 s ... at most 30 s) until it works. */
+async function logIn() {
+  for (let delay = 1000; ; delay = Math.min(2 * delay, 30000)) {
+    try {
+      await minis.login();
+      showError(null);
+      return;
+    } catch (error) {
+      showError(error, ` (retrying in ${delay / 1000} s)`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
+/** Your best from the server (after a reload, say): your entry, if you have one. */
+async function loadBest() {
+  try {
+    const mine = (await minis.around(BOARD, 1)).find((e) => e.player.id === minis.player.id);
+    if (mine) {
+      showBest(mine.score);
+      if (!boardClosed) watchBoard();
+    }
   } catch (error) {
     showError(error);
   }
@@ -85,14 +130,16 @@ async function tap() {
 
 minis.onPlayer(showPlayer); // the cached profile first: no blank frame for a returning player
 minis.onStatus((state, detail) => {
-  $("status").textContent = state === "connected" && detail && detail.resumed ? "resumed" : state;
-  $("status").dataset.state = state;
   if (state === "error") showError(detail);
+  if (!["connected", "disconnected", "reconnecting"].includes(state)) return;
+  $("status").textContent = state === "connected" && detail.resumed ? "resumed" : state;
+  $("status").dataset.state = state;
 });
 
 $("tap").addEventListener("click", tap);
 $("open-board").addEventListener("click", openBoard);
 $("close-board").addEventListener("click", () => {
+  boardClosed = true;
   $("board").hidden = true;
   if (stopWatching) stopWatching();
   stopWatching = null;
@@ -100,18 +147,25 @@ $("close-board").addEventListener("click", () => {
 $("rename-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   try {
-    await TTMinisSandbox.rename($("rename").value);
+    const profile = await TTMinisSandbox.rename($("rename").value);
     $("rename").value = "";
     showError(null);
+    $("rename-text").textContent =
+      `Renamed to "${profile.display_name}" on TikTok. The game shows it at its next profile fetch.`;
+    $("rename-note").hidden = false;
   } catch (error) {
     showError(error);
   }
 });
-$("reauthorize").addEventListener("click", () => minis.ensureProfile({ force: true }).catch(showError));
-$("revoke").addEventListener("click", () => TTMinisSandbox.revoke().catch(showError));
-$("new-player").addEventListener("click", async () => {
+$("fetch-profile").addEventListener("click", () => {
+  $("rename-note").hidden = true;
+  askForProfile({ force: true });
+});
+$("reauthorize").addEventListener("click", () => askForProfile({ force: true }));
+$("revoke").addEventListener("click", () => TTMinisSandbox.revoke().then(() => showError(null), showError));
+$("new-player").addEventListener("click", () => {
   TTMinisSandbox.newDevice();
   location.reload();
 });
 
-minis.login().catch(showError);
+logIn().then(loadBest);

@@ -11,6 +11,9 @@
  * The "device" (which TikTok account this phone is logged in as) is a random id kept in
  * sessionStorage: two windows are two players, and a reload keeps the same one.
  * window.TTMinisSandbox has helpers for the demo: rename(), revoke(), newDevice().
+ *
+ * The consent sheet brings its own styles (one <style id="ttminis-sandbox-style">, scoped to its
+ * .ttminis-consent* / .ttminis-allow / .ttminis-deny classes), so it looks the same on any page.
  */
 (function () {
   "use strict";
@@ -66,7 +69,38 @@
     );
   }
 
+  var STYLE_ID = "ttminis-sandbox-style";
+  var STYLE = [
+    ".ttminis-consent { position: fixed; inset: 0; background: rgba(0, 0, 0, .6); display: flex;" +
+      " align-items: flex-end; justify-content: center; z-index: 2147483000;" +
+      ' font: 16px/normal system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }',
+    ".ttminis-consent *, .ttminis-consent *::before, .ttminis-consent *::after { box-sizing: border-box; }",
+    ".ttminis-consent-card { background: #fff; color: #161823; width: 100%; max-width: 420px;" +
+      " border-radius: 16px 16px 0 0; padding: 20px 20px 26px; text-align: center; }",
+    ".ttminis-consent-card p { margin: 1em 0; }",
+    ".ttminis-consent-card .ttminis-consent-logo { font-size: 34px; }",
+    ".ttminis-consent-card .ttminis-consent-title { font-weight: 700; font-size: 17px; margin: 6px 0; }",
+    ".ttminis-consent-card .ttminis-consent-text { margin: 4px 0; }",
+    ".ttminis-consent-card .ttminis-consent-scope, .ttminis-consent-card .ttminis-consent-note" +
+      " { color: #8a8b91; font-size: 12px; }",
+    ".ttminis-consent-card button { display: block; width: 100%; margin: 10px 0 0; padding: 12px;" +
+      " font: inherit; font-weight: 700; border: 0; border-radius: 8px; cursor: pointer; }",
+    ".ttminis-consent-card button:active { transform: scale(.97); }",
+    ".ttminis-consent-card .ttminis-allow { background: #fe2c55; color: #fff; }",
+    ".ttminis-consent-card .ttminis-deny { background: #f1f1f2; color: #161823; }",
+  ].join("\n");
+
+  /** Add the sheet's styles to the page, once. */
+  function injectStyle() {
+    if (document.getElementById(STYLE_ID)) return;
+    var style = document.createElement("style");
+    style.id = STYLE_ID;
+    style.textContent = STYLE;
+    (document.head || document.documentElement).appendChild(style);
+  }
+
   function consentDialog(scope) {
+    injectStyle();
     return new Promise(function (resolve) {
       var overlay = document.createElement("div");
       overlay.className = "ttminis-consent";
