@@ -13,6 +13,8 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "plugin" / "tiktok_minis" / "static"
+#: Served under /ttminis/static/ in sandbox mode only, from the emulator's package.
+SANDBOX_SDK = ROOT / "plugin" / "tiktok_minis" / "sandbox" / "static" / "sandbox-sdk.js"
 STATIC_REFERENCE = re.compile(r"/ttminis/static/[\w./-]*\w")
 
 
@@ -26,7 +28,8 @@ def referenced_static_paths() -> set[str]:
 
 def source_of(path: str) -> Path:
     """The file in this checkout that ``path`` (``/ttminis/static/...``) must serve."""
-    return STATIC / path.removeprefix("/ttminis/static/")
+    name = path.removeprefix("/ttminis/static/")
+    return SANDBOX_SDK if name == SANDBOX_SDK.name else STATIC / name
 
 
 async def assert_served_as_checked_in(http: aiohttp.ClientSession, base_url: str) -> set[str]:

@@ -102,6 +102,10 @@ async def test_outside_sandbox_mode_the_emulator_is_not_there(sqlite_url: str) -
         for path in ("/ttminis/sandbox/", "/ttminis/sandbox/login", "/ttminis/sandbox/profile"):
             async with http.post(game.url + path, json={"device": "x"}) as response:
                 assert response.status == 404, path
+        async with http.get(game.url + "/ttminis/static/sandbox-sdk.js") as response:
+            assert response.status == 404  # a production page cannot load the stand-in
+        async with http.get(game.url + "/ttminis/static/ttminis.js") as response:
+            assert response.status == 200
         for client_key in (SANDBOX_CLIENT_KEY, "aw-production-key"):
             body, headers = signed_webhook(
                 SANDBOX_CLIENT_SECRET,

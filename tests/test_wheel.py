@@ -140,6 +140,7 @@ def test_wheel_carries_every_static_file_and_the_licences_but_not_the_example_ga
         if path.is_file()
     }
     assert shipped - names == set()
+    assert "tiktok_minis/sandbox/static/sandbox-sdk.js" in names
     assert not any(name.startswith("example_server/") for name in names)
     assert "tiktok_minis/py.typed" in names
     licences = {Path(name).name for name in names if "/licenses/" in name}

@@ -31,6 +31,7 @@ from tiktok_minis.realtime import (
     share_rooms,
 )
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
+from tiktok_minis.sandbox.browser import add_sdk_route
 from tiktok_minis.services.avatars import Avatars
 from tiktok_minis.services.leaderboards import (
     BoardRegistry,
@@ -230,6 +231,9 @@ class TikTokMinis:
         harden(sio)
         self.leaderboards.subscribe(self._realtime.board_changed)
         self.sessions.subscribe(self._realtime.sessions_ended)
+        if self.sandbox is not None:
+            # Before the static folder (which does not hold it): only sandbox mode serves it.
+            add_sdk_route(app, f"{URL_PREFIX}/static/sandbox-sdk.js")
         app.router.add_static(f"{URL_PREFIX}/static/", STATIC_DIR, append_version=False)
         self.avatars.add_routes(app)
         self.health.add_routes(app)
