@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
+from tiktok_minis.ranking._logs import log_loaded
 from tiktok_minis.ranking.base import Loader, Row
 from tiktok_minis.ranking.keys import Order
 from tiktok_minis.support.concurrency import TaskSet
@@ -191,16 +192,7 @@ class MemoryRankIndex:
                 held.drop(op)
         held.pending = []
         held.ready = True
-        log.info(
-            "rank index loaded",
-            extra={
-                "event": "rank_loaded",
-                "board": board,
-                "period": period,
-                "rows": len(keys),
-                "seconds": round(time.perf_counter() - started, 3),
-            },
-        )
+        log_loaded(board, period, len(keys), started)
 
     async def _evict_idle_loop(self) -> None:
         while True:
