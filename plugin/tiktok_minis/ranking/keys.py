@@ -18,7 +18,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
-__all__ = ["KEY_BYTES", "key_bytes", "micros", "rank_key", "row_id_of", "score_of"]
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "KEY_BYTES",
+    "Order",
+    "key_bytes",
+    "micros",
+    "rank_key",
+    "row_id_of",
+    "score_of",
+]
 
 Order = Literal["desc", "asc"]
 
