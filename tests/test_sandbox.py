@@ -537,11 +537,10 @@ async def test_delay_is_slow_but_does_not_block_and_close_wakes_it(
     other = await api.exchange(sandbox.login_code(user.open_id))
     assert other["open_id"] == user.open_id
     assert not slow.done()
-    started = time.monotonic()
     await server.close()
-    status, body = await slow
+    async with asyncio.timeout(5):  # answered by the close, not by the 60 s delay
+        status, body = await slow
     assert (status, body["error"]) == (503, "temporarily_unavailable")
-    assert time.monotonic() - started < 5
     await server.close()
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,10 @@ async def test_dead_tiktok_is_upstream_unavailable_within_budget(game: Game, sta
     user = sandbox.add_user()
     client = await game.client()
     sandbox.inject("token", status=status, times=1000)
-    started = time.monotonic()
-    ack = await client.call("tiktok:login", {"code": sandbox.login_code(user.open_id)})
-    elapsed = time.monotonic() - started
+    # The answer comes within the budget (a second of grace), not at the client's ack timeout.
+    async with asyncio.timeout(game.minis.settings.upstream_budget_seconds + 1.0):
+        ack = await client.call("tiktok:login", {"code": sandbox.login_code(user.open_id)})
     assert ack["ok"] is False and ack["error"]["code"] == "upstream_unavailable"
-    assert elapsed < game.minis.settings.upstream_budget_seconds + 1.0
     assert sandbox.calls["token"] >= 2, "5xx is retried"
     sandbox.clear_faults()
     ack = await client.call("tiktok:login", {"code": sandbox.login_code(user.open_id)})
