@@ -26,6 +26,7 @@ from tiktok_minis.ranking import MemoryRankIndex, NoRankIndex, RankIndex
 from tiktok_minis.ranking.keys import rank_key
 from tiktok_minis.services.leaderboards import Board, BoardRegistry, Leaderboards, index_loader
 from tiktok_minis.services.profile import Placeholder
+from tiktok_minis.store import Store
 from tiktok_minis.store.database import Database, connection
 
 __all__ = ["SERVICE_OPERATIONS", "IndexChoice", "ServiceResult", "redis_index_class", "run"]
@@ -73,7 +74,7 @@ def choices(dialect: str, redis_url: str | None, prefix: str) -> list[IndexChoic
     """The indexes to measure on this database."""
     found = [
         IndexChoice("counted in the database (no index)", lambda _db: NoRankIndex()),
-        IndexChoice("in-process index", lambda db: MemoryRankIndex(index_loader(db))),
+        IndexChoice("in-process index", lambda db: MemoryRankIndex(index_loader(Store(db)))),
     ]
     redis_class, _ = redis_index_class()
     if dialect == "postgres" and redis_url and redis_class is not None:
@@ -84,7 +85,7 @@ def choices(dialect: str, redis_url: str | None, prefix: str) -> list[IndexChoic
         client = aioredis.from_url(redis_url)
 
         def build(db: Database) -> RankIndex:
-            index: RankIndex = redis_class(client, index_loader(db), prefix=prefix)
+            index: RankIndex = redis_class(client, index_loader(Store(db)), prefix=prefix)
             return index
 
         async def cleanup() -> None:
@@ -132,7 +133,7 @@ async def _measure_one(
         before = _rss_kib()
         index = choice.build(database)
         await index.start()
-        leaderboards = Leaderboards(boards, database, Placeholder(), index=index)
+        leaderboards = Leaderboards(boards, Store(database), Placeholder(), index=index)
         if not isinstance(index, NoRankIndex):
             result.load_seconds = await _wait_loaded(index)
             if result.load_seconds is None:

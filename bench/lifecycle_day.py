@@ -44,6 +44,7 @@ from tiktok_minis.sandbox import ManualClock, Sandbox
 from tiktok_minis.sandbox.identity import avatar_svg
 from tiktok_minis.sandbox.state import BASIC_SCOPE, OPEN_ID_SCOPE
 from tiktok_minis.services.refresher import RefreshRound
+from tiktok_minis.store.avatars import digest_of
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.database import connection
 from tiktok_minis.store.models import AvatarRow, Consent, PlayerRow
@@ -126,7 +127,8 @@ async def _populate(
                 refresh_expires_at=issued + timedelta(seconds=tokens["refresh_expires_in"]),
             )
         )
-        digest = avatar_url.rsplit("/", 1)[1]
+        digest = digest_of(avatar_url)
+        assert digest is not None, avatar_url
         avatars[digest] = AvatarRow(digest=digest, content_type="image/svg+xml", data=picture)
     clock.advance(HIGH * DAY + 1)
     now = datetime.fromtimestamp(clock(), UTC)

@@ -27,10 +27,12 @@ from aiohttp import web
 from tiktok_minis import JsonFormatter
 from tiktok_minis.sandbox import ManualClock, Sandbox, SandboxServer
 from tiktok_minis.services.avatars import IMAGE_TYPES, Avatars
-from tiktok_minis.store import avatars as store
+from tiktok_minis.store import Store
+from tiktok_minis.store.avatars import StoredAvatar
 from tiktok_minis.store.database import Database
 from tiktok_minis.store.models import AvatarRow
 from tiktok_minis.testing import serve
+from tiktok_minis.web.avatars import add_avatar_routes
 
 MAX_BYTES = 4096
 TIMEOUT = 0.5
@@ -199,6 +201,7 @@ async def avatars(
     origins, and nothing else internal, are on the allow-list.
     """
     service = Avatars(
+        Store(sqlite_db),
         max_bytes=MAX_BYTES,
         timeout_seconds=TIMEOUT,
         default_avatar_url=DEFAULT_AVATAR,
@@ -215,7 +218,7 @@ async def avatars(
 async def game_url(avatars: Avatars) -> AsyncIterator[str]:
     """A game app serving the kept avatars and the plugin's default avatar."""
     app = web.Application()
-    avatars.add_routes(app)
+    add_avatar_routes(app, avatars)
     app.router.add_static("/ttminis/static/", STATIC_DIR)
     async with serve(app) as url:
         yield url
@@ -272,7 +275,7 @@ async def test_emulator_avatar_kept_once_and_served_after_the_link_expires(
     assert later_link != link
     assert await avatars.keep(later_link) == kept
     assert await AvatarRow.all().count() == 1
-    stored = await store.by_digest(digest)
+    stored = await avatars.stored(digest)
     assert stored is not None and (stored.content_type, stored.data) == ("image/svg+xml", original)
 
     clock.advance(emulator.sandbox.avatar_ttl)
@@ -370,9 +373,10 @@ async def test_same_picture_kept_concurrently_is_one_row(avatars: Avatars, fault
 async def test_store_save_is_insert_or_ignore(sqlite_db: Database) -> None:
     """Saving the same digest twice keeps the first row and reports that nothing was inserted."""
     digest = hashlib.sha256(PNG).hexdigest()
+    store = Store(sqlite_db).avatars
     assert await store.save(digest, "image/png", PNG) is True
     assert await store.save(digest, "image/png", PNG) is False
-    assert await store.by_digest(digest) == store.StoredAvatar(digest, "image/png", PNG)
+    assert await store.by_digest(digest) == StoredAvatar(digest, "image/png", PNG)
     assert await store.delete(digest) is True
     assert await store.by_digest(digest) is None
     assert await store.delete(digest) is False
@@ -531,7 +535,9 @@ async def test_expired_link_is_none_and_its_signature_never_logged(
 
 async def test_keep_before_start_is_a_programming_error(sqlite_db: Database) -> None:
     """keep() without start() raises instead of silently showing default avatars."""
-    service = Avatars(max_bytes=MAX_BYTES, timeout_seconds=1, default_avatar_url=DEFAULT_AVATAR)
+    service = Avatars(
+        Store(sqlite_db), max_bytes=MAX_BYTES, timeout_seconds=1, default_avatar_url=DEFAULT_AVATAR
+    )
     with pytest.raises(RuntimeError, match="start"):
         await service.keep("https://example.com/a.png")
     await service.start()
@@ -545,6 +551,7 @@ async def test_keep_before_start_is_a_programming_error(sqlite_db: Database) -> 
 def test_digest_of_reads_back_only_its_own_urls() -> None:
     """digest_of() inverts url_for() and ignores anything else."""
     service = Avatars(
+        Store(Database("sqlite://:memory:")),  # never opened: no query is made
         max_bytes=MAX_BYTES,
         timeout_seconds=1,
         default_avatar_url=DEFAULT_AVATAR,
@@ -574,7 +581,7 @@ def test_bad_options_are_refused(options: dict[str, object], message: str) -> No
         **options,
     }
     with pytest.raises(ValueError, match=message):
-        Avatars(**arguments)  # type: ignore[arg-type]
+        Avatars(Store(Database("sqlite://:memory:")), **arguments)  # type: ignore[arg-type]
 
 
 def test_image_types_are_an_allow_list_of_images() -> None:

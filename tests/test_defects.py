@@ -25,7 +25,7 @@ from yarl import URL
 from tiktok_minis import NotAuthorized, Settings, TikTokMinis
 from tiktok_minis.sandbox import ManualClock
 from tiktok_minis.services.avatars import Avatars
-from tiktok_minis.store import players as store
+from tiktok_minis.store import Store
 from tiktok_minis.store.database import Database
 from tiktok_minis.store.models import AvatarRow, Consent
 from tiktok_minis.support.concurrency import SingleFlight
@@ -144,7 +144,7 @@ async def test_stored_token_expiry_counts_from_the_injected_clock(sqlite_url: st
     async with run_game(settings, clock=clock) as game:
         user = game.sandbox.add_user()
         await game.minis.players.login(game.sandbox.login_code(user.open_id))
-        row = await store.by_open_id(user.open_id)
+        row = await game.minis.store.players.by_open_id(user.open_id)
         assert row is not None
         now = datetime.fromtimestamp(clock(), UTC)
         assert row.access_expires_at == now + timedelta(seconds=game.sandbox.access_ttl)
@@ -207,8 +207,11 @@ async def allowed() -> AsyncIterator[ImageServer]:
         yield server
 
 
-def _avatars(*allowed_origins: str, resolver: AbstractResolver | None = None) -> Avatars:
+def _avatars(
+    database: Database, *allowed_origins: str, resolver: AbstractResolver | None = None
+) -> Avatars:
     return Avatars(
+        Store(database),
         max_bytes=4096,
         timeout_seconds=2.0,
         default_avatar_url="/default.svg",
@@ -220,7 +223,7 @@ def _avatars(*allowed_origins: str, resolver: AbstractResolver | None = None) ->
 @pytest.fixture
 async def avatars(sqlite_db: Database, allowed: ImageServer) -> AsyncIterator[Avatars]:
     """The service, started, allowing only the ``allowed`` server."""
-    service = _avatars(allowed.url)
+    service = _avatars(sqlite_db, allowed.url)
     await service.start()
     try:
         yield service
@@ -355,7 +358,7 @@ async def test_names_are_judged_by_the_addresses_they_resolve_to(
     """A name resolving (even partly) inside is refused: the check is on the connected address."""
     caplog.set_level(logging.WARNING, logger=LOGGER)
     dns = FakeDns({"cdn.test": ["127.0.0.1"], "mixed.test": ["93.184.216.34", "127.0.0.1"]})
-    service = _avatars(resolver=dns)
+    service = _avatars(sqlite_db, resolver=dns)
     await service.start()
     try:
         for name in ("cdn.test", "mixed.test"):
@@ -371,7 +374,7 @@ async def test_names_are_judged_by_the_addresses_they_resolve_to(
 async def test_an_allowed_name_may_resolve_inside(sqlite_db: Database, inside: ImageServer) -> None:
     """An origin on the allow-list by name is fetched although its address is internal."""
     dns = FakeDns({"emulator.test": ["127.0.0.1"]})
-    service = _avatars(f"http://emulator.test:{inside.port}", resolver=dns)
+    service = _avatars(sqlite_db, f"http://emulator.test:{inside.port}", resolver=dns)
     await service.start()
     try:
         assert await service.keep(f"http://emulator.test:{inside.port}/ok.png") is not None
@@ -387,7 +390,7 @@ async def test_an_allowed_name_may_resolve_inside(sqlite_db: Database, inside: I
 def test_allow_list_takes_origins_only(origin: str) -> None:
     """An allow-list entry that is not scheme://host[:port] is refused at construction."""
     with pytest.raises(ValueError, match="allowed_origins"):
-        _avatars(origin)
+        _avatars(Database("sqlite://:memory:"), origin)
 
 
 async def test_sandbox_allows_exactly_its_own_emulator_origin(game: Game) -> None:

@@ -24,9 +24,10 @@ from tiktok_minis.services.leaderboards import (
     index_loader,
 )
 from tiktok_minis.services.profile import Placeholder
+from tiktok_minis.store import Store
 from tiktok_minis.store.database import Database
 from tiktok_minis.store.models import PlayerRow, ScoreRow
-from tiktok_minis.store.scores import INT64_MAX, INT64_MIN
+from tiktok_minis.support.int64 import INT64_MAX, INT64_MIN
 
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 PLACEHOLDER = Placeholder("Someone", "/default.svg")
@@ -75,12 +76,13 @@ async def lb(
 ) -> AsyncIterator[Leaderboards]:
     """A service with no board defined yet, on the test database: once counting every rank
     in the database, once with the in-process rank index."""
+    store = Store(db)
     index: RankIndex = NoRankIndex()
     if request.param == "indexed":
-        index = LoadedMemoryIndex(index_loader(db))
+        index = LoadedMemoryIndex(index_loader(store))
     await index.start()
     try:
-        yield Leaderboards(BoardRegistry(), db, PLACEHOLDER, clock, index=index)
+        yield Leaderboards(BoardRegistry(), store, PLACEHOLDER, clock, index=index)
     finally:
         await index.close()
 

@@ -21,7 +21,7 @@ from tiktok_minis.sandbox import ManualClock, SandboxUser
 from tiktok_minis.services.players import Players
 from tiktok_minis.services.profile import Placeholder
 from tiktok_minis.services.refresher import FIRST_BACKOFF, Refresher, backoff
-from tiktok_minis.store import players as store
+from tiktok_minis.store import Store
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.models import AvatarRow, PlayerRow, ScoreRow
 from tiktok_minis.testing import GameClient
@@ -158,7 +158,7 @@ async def test_a_revoked_player_returns_to_the_placeholder_live(
     assert update["entries"][0]["player"]["display_name"] == "TikTok Player"
     mine = await _pushed(player, "player:update", lambda data: data["player"]["placeholder"])
     assert mine["player"]["consent"] == "unknown"
-    row = await store.by_open_id(user.open_id)
+    row = await game.minis.store.players.by_open_id(user.open_id)
     assert row is not None and row.access_token is None and row.refresh_token is None
     assert (await game.minis.refresher.run_once()).claimed == 0  # no longer refreshed
 
@@ -178,7 +178,7 @@ async def test_an_upstream_failure_is_postponed_with_backoff_not_lost(
     game.sandbox.inject("user_info", status=500, times=None)
     done = await game.minis.refresher.run_once()
     assert (done.postponed, done.failures) == (1, ["upstream_unavailable"])
-    row = await store.by_open_id(user.open_id)
+    row = await game.minis.store.players.by_open_id(user.open_id)
     assert row is not None and row.refresh_failures == 1 and row.refresh_claimed_until is None
     assert row.profile_refresh_at is not None
     wait = row.profile_refresh_at - datetime.fromtimestamp(clock(), UTC)
@@ -191,7 +191,7 @@ async def test_an_upstream_failure_is_postponed_with_backoff_not_lost(
     assert done.changed == 1
     player = await game.minis.players.get(user.open_id)
     assert player is not None and player.display_name == "Patient Two"
-    row = await store.by_open_id(user.open_id)
+    row = await game.minis.store.players.by_open_id(user.open_id)
     assert row is not None and row.refresh_failures == 0
 
 
@@ -222,6 +222,7 @@ async def test_two_refreshers_over_one_postgres_refresh_each_player_once(
         clock.advance(7.1 * DAY)
         # Another process's view: its own player service (own single-flight and token locks).
         other_players = Players(
+            Store(minis.database),
             minis._client,  # the same TikTok app, reached over the same emulator
             TokenCipher(minis.settings.secret_keys),
             Placeholder(),
@@ -229,8 +230,8 @@ async def test_two_refreshers_over_one_postgres_refresh_each_player_once(
         )
         refreshers = [
             Refresher(
+                minis.store,
                 players,
-                dialect=lambda: "postgres",
                 clock=lambda: datetime.fromtimestamp(clock(), UTC),
                 batch_size=7,
                 concurrency=4,

@@ -16,7 +16,9 @@ from tiktok_minis.services.sessions import InvalidSession
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
-REALTIME = (ROOT / "plugin" / "tiktok_minis" / "realtime" / "_events.py").read_text(encoding="utf-8")
+REALTIME = (ROOT / "plugin" / "tiktok_minis" / "realtime" / "_events.py").read_text(
+    encoding="utf-8"
+)
 
 
 def _section(title: str) -> str:

@@ -28,11 +28,10 @@ from tiktok_minis.services.leaderboards import (
     index_loader,
 )
 from tiktok_minis.services.profile import Placeholder
-from tiktok_minis.store import players as player_store
-from tiktok_minis.store import scores as store
+from tiktok_minis.store import Store
 from tiktok_minis.store.database import Database
-from tiktok_minis.store.score_removals import removed_since
-from tiktok_minis.store.scores import INT64_MAX, INT64_MIN
+from tiktok_minis.store.scores import BoardPeriod
+from tiktok_minis.support.int64 import INT64_MAX, INT64_MIN
 
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 PLACEHOLDER = Placeholder("Someone", "/default.svg")
@@ -190,41 +189,40 @@ def _shown(entries: list[Entry]) -> list[tuple[int, int, str]]:
 
 
 async def _check_against_oracle(
-    service: Leaderboards, index: MemoryRankIndex, database: Database, players: list[str]
+    service: Leaderboards, index: MemoryRankIndex, store: Store, players: list[str]
 ) -> None:
     """Every rank, top and around the service gives equals the database's counted answer."""
     for board in BOARDS:
         period = service.period(board.name)
         assert await index.ready(board.name, period, board.order)
         render = service._entry
-        dialect, order = database.dialect, board.order
+        where = BoardPeriod(board.name, period, board.order)
         top = await service.top(board.name, 20)
-        assert _shown(top) == _shown(
-            await store.top(dialect, order, board.name, period, 20, render)
-        )
+        assert _shown(top) == _shown(await store.scores.top(where, 20, render))
         for open_id in players:
             mine = await service.entry(board.name, open_id)
-            counted = await store.entry(dialect, order, board.name, period, open_id, render)
+            counted = await store.scores.entry(where, open_id, render)
             assert (mine and _shown([mine])) == (counted and _shown([counted]))
             assert _shown(await service.around(board.name, open_id, 2)) == _shown(
-                await store.around(dialect, order, board.name, period, open_id, 2, render)
+                await store.scores.around(where, open_id, 2, render)
             )
 
 
 async def _run_case(operations: list[Any], folder: Path) -> None:
     database = Database(f"sqlite:///{folder}/ranks.sqlite3")
     await database.open()
+    store = Store(database)
     now = [START]
-    index = MemoryRankIndex(index_loader(database))
+    index = MemoryRankIndex(index_loader(store))
     await index.start()
     try:
         registry = BoardRegistry()
         for board in BOARDS:
             registry.define(board)
-        service = Leaderboards(registry, database, PLACEHOLDER, lambda: now[0], index=index)
+        service = Leaderboards(registry, store, PLACEHOLDER, lambda: now[0], index=index)
         players = []
         for n in range(8):
-            row, _ = await player_store.ensure_player(f"open-{n}")
+            row, _ = await store.players.ensure_player(f"open-{n}")
             players.append(row.open_id)
         removals_seen = 0
         for operation in operations:
@@ -233,17 +231,17 @@ async def _run_case(operations: list[Any], folder: Path) -> None:
                 with contextlib.suppress(ScoreRejected):  # an increment past 64 bits
                     await service.submit(players[operation.player], board.name, operation.score)
             elif isinstance(operation, Forget):
-                await player_store.forget_player(
+                await store.players.forget(
                     players[operation.player], anonymise_scores=False, now=now[0]
                 )
-                removals = await removed_since(removals_seen)
+                removals = await store.score_removals.removed_since(removals_seen)
                 if removals:
                     removals_seen = removals[-1].id
                     await service.remove_scores(removals)
-                await player_store.ensure_player(players[operation.player])
+                await store.players.ensure_player(players[operation.player])
             else:
                 now[0] += timedelta(days=1)
-            await _check_against_oracle(service, index, database, players)
+            await _check_against_oracle(service, index, store, players)
     finally:
         await index.close()
         await database.close()

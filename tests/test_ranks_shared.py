@@ -16,9 +16,8 @@ from redis.asyncio import Redis
 
 from tiktok_minis import Settings
 from tiktok_minis.services.leaderboards import Entry
-from tiktok_minis.store import players as player_store
-from tiktok_minis.store import scores as store
 from tiktok_minis.store.database import connection
+from tiktok_minis.store.scores import BoardPeriod
 
 BOARD = "global"
 
@@ -68,12 +67,12 @@ def _shown(entry: Entry | None) -> Any:
 async def _assert_exact(game: Game, open_ids: list[str]) -> None:
     """Every player's entry, the top and around, from this server, equal the counted ones."""
     service = game.minis.leaderboards
-    period = service.period(BOARD)
-    dialect = game.minis.database.dialect
+    where = BoardPeriod(BOARD, service.period(BOARD), "desc")
+    scores = game.minis.store.scores
     for open_id in open_ids:
-        counted = await store.entry(dialect, "desc", BOARD, period, open_id, service._entry)
+        counted = await scores.entry(where, open_id, service._entry)
         assert _shown(await service.entry(BOARD, open_id)) == _shown(counted)
-    counted_top = await store.top(dialect, "desc", BOARD, period, 10, service._entry)
+    counted_top = await scores.top(where, 10, service._entry)
     assert [_shown(e) for e in await service.top(BOARD)] == [_shown(e) for e in counted_top]
 
 
@@ -85,7 +84,7 @@ async def test_concurrent_writes_from_two_servers_keep_every_rank_exact(
     first, second, _ = two_servers
     open_ids = []
     for n in range(12):
-        row, _ = await player_store.ensure_player(f"shared-{n}")
+        row, _ = await first.minis.store.players.ensure_player(f"shared-{n}")
         open_ids.append(row.open_id)
     await asyncio.gather(_indexed(first), _indexed(second))
     rng = random.Random(7)
@@ -110,7 +109,7 @@ async def test_a_flushed_redis_falls_back_then_is_rebuilt(
     first, second, channel = two_servers
     open_ids = []
     for n in range(8):
-        row, _ = await player_store.ensure_player(f"flushed-{n}")
+        row, _ = await first.minis.store.players.ensure_player(f"flushed-{n}")
         open_ids.append(row.open_id)
     await _indexed(first)
     for n, open_id in enumerate(open_ids):

@@ -14,7 +14,6 @@ from game import FAST_UPSTREAM, Game, forget_from_the_shell, run_game
 
 from tiktok_minis import Settings
 from tiktok_minis.sandbox import SandboxServer
-from tiktok_minis.store import players as store
 from tiktok_minis.testing import GameClient
 
 # Other processes notice an end within one poll; the tests poll fast and wait on the push.
@@ -165,7 +164,9 @@ async def test_a_player_gone_before_the_poll_answers_not_logged_in(sqlite_url: s
     settings = _settings(sqlite_url, session_poll_seconds=60)
     async with run_game(settings) as game:
         client, user, _ = await game.logged_in()
-        await store.forget_player(user.open_id, anonymise_scores=False, now=game.minis._now())
+        await game.minis.store.players.forget(
+            user.open_id, anonymise_scores=False, now=game.minis._now()
+        )
         for event, payload in (
             ("leaderboard:submit", {"board": "global", "score": 5}),
             ("tiktok:authorize", {"granted": True}),

@@ -20,9 +20,9 @@ from tiktok_minis.sandbox.webhooks import (
     sign,
     signed_webhook,
 )
-from tiktok_minis.store import players as player_store
-from tiktok_minis.store import webhooks as event_store
 from tiktok_minis.store.models import WebhookEventRow
+from tiktok_minis.store.players import FetchedProfile
+from tiktok_minis.store.webhooks import WebhookEventStore
 from tiktok_minis.testing import GameClient
 from tiktok_minis.web.webhook import (
     DEFAULT_PATH,
@@ -83,9 +83,14 @@ async def shown_name(client: GameClient) -> str:
     return name
 
 
-async def has_tokens(user: SandboxUser) -> bool:
+def events(game: Game) -> WebhookEventStore:
+    """The game's store of handled webhook events."""
+    return game.minis.store.webhook_events
+
+
+async def has_tokens(game: Game, user: SandboxUser) -> bool:
     """Whether the store still holds the player's tokens."""
-    row = await player_store.by_open_id(user.open_id)
+    row = await game.minis.store.players.by_open_id(user.open_id)
     assert row is not None
     return row.access_token is not None and row.refresh_token is not None
 
@@ -124,7 +129,7 @@ async def test_signed_removal_reverts_player_live(
     player = (await own_update)["player"]
     assert player["display_name"] == PLACEHOLDER and player["placeholder"] is True
     assert await shown_name(alice) == PLACEHOLDER
-    assert not await has_tokens(user)
+    assert not await has_tokens(game, user)
     assert "Alice Wonder" not in str(board_update.result())
     [line] = webhook_records(caplog)
     assert line.__dict__["event"] == "webhook_revoked"
@@ -190,8 +195,8 @@ async def test_unverified_request_gets_401_and_changes_nothing(
 
     assert status == 401 and answer["error"]["code"] == "invalid_signature"
     assert await shown_name(alice) == "Still Here"
-    assert await has_tokens(user)
-    assert not await event_store.is_recorded(event_digest(bad[0])), "recorded only once verified"
+    assert await has_tokens(game, user)
+    assert not await events(game).is_recorded(event_digest(bad[0])), "recorded only once verified"
 
 
 async def test_replay_after_reauthorization_changes_nothing(
@@ -214,7 +219,7 @@ async def test_replay_after_reauthorization_changes_nothing(
     assert await post(http, game, resigned(game, delivery)) == (200, {"ok": True})
 
     assert await shown_name(alice) == "Comes Back"
-    assert await has_tokens(user)
+    assert await has_tokens(game, user)
     assert [event for event, _ in alice.received].count("player:update") == pushes_before
 
 
@@ -249,20 +254,22 @@ async def test_removal_overtaken_by_a_new_grant_changes_nothing(
     )
 
     assert await shown_name(alice) == "Granted Since"
-    assert await has_tokens(user)
+    assert await has_tokens(game, user)
 
 
 async def test_late_removal_still_reverts(game: Game, http: aiohttp.ClientSession) -> None:
     """A removal TikTok retried for a day still reverts a player who has not granted since."""
     alice, user = await authorized(game, "Left Yesterday")
     now = datetime.now(UTC)
-    await player_store.set_profile(  # the Allow was two days ago
+    await game.minis.store.players.set_profile(  # the Allow was two days ago
         user.open_id,
-        display_name="Left Yesterday",
-        avatar_url=None,
-        union_id=None,
-        fetched_at=now - timedelta(days=2),
-        refresh_at=now + timedelta(days=2),
+        FetchedProfile(
+            display_name="Left Yesterday",
+            avatar_url=None,
+            union_id=None,
+            fetched_at=now - timedelta(days=2),
+            refresh_at=now + timedelta(days=2),
+        ),
     )
     yesterday = int(time.time()) - 86400
 
@@ -272,7 +279,7 @@ async def test_late_removal_still_reverts(game: Game, http: aiohttp.ClientSessio
     )
 
     assert await shown_name(alice) == PLACEHOLDER
-    assert not await has_tokens(user)
+    assert not await has_tokens(game, user)
 
 
 async def test_failure_to_act_answers_500_and_the_retry_acts(
@@ -289,7 +296,7 @@ async def test_failure_to_act_answers_500_and_the_retry_acts(
         patch.setattr(game.minis.players, "revoke_grant", database_down)
         status, answer = await post(http, game, delivery)
     assert status == 500 and answer["error"]["code"] == "internal_error"
-    assert not await event_store.is_recorded(event_digest(delivery[0]))
+    assert not await events(game).is_recorded(event_digest(delivery[0]))
     assert await shown_name(alice) == "Retried"
 
     assert await post(http, game, resigned(game, delivery)) == (200, {"ok": True})
@@ -305,7 +312,7 @@ async def test_event_for_another_app_is_ignored(game: Game, http: aiohttp.Client
     assert await post(http, game, delivery) == (200, {"ok": True})
 
     assert await shown_name(alice) == "Other App"
-    assert not await event_store.is_recorded(event_digest(delivery[0]))
+    assert not await events(game).is_recorded(event_digest(delivery[0]))
 
 
 async def test_other_events_and_unknown_players_are_acknowledged(
@@ -378,7 +385,7 @@ async def test_signed_garbage_gets_400(
     status, answer = await post(http, game, delivery)
 
     assert status == 400 and answer["error"]["code"] == "invalid_payload"
-    assert not await event_store.is_recorded(event_digest(delivery[0]))
+    assert not await events(game).is_recorded(event_digest(delivery[0]))
 
 
 async def test_unreadable_content_does_not_stop_the_removal(
@@ -428,7 +435,7 @@ async def test_login_and_authorize_work_after_a_webhook_revocation(
 
     assert ack["player"]["id"] == public_id
     assert ack["player"]["display_name"] == PLACEHOLDER and ack["player"]["consent"] == "unknown"
-    assert await has_tokens(user)
+    assert await has_tokens(game, user)
     await authorize_again(game, again, user)
     joined = await again.call("leaderboard:join", {"board": "global"})
     assert names(joined) == ["Second Wind"]
@@ -445,11 +452,11 @@ async def test_housekeeping_deletes_only_events_past_the_retention(
     keep = event_retention(game.minis.settings.webhook_tolerance_seconds)
     assert keep > timedelta(hours=72)
 
-    assert await event_store.delete_older_than(keep) == 0
-    assert await event_store.is_recorded(digest)
+    assert await events(game).delete_older_than(keep) == 0
+    assert await events(game).is_recorded(digest)
     later = datetime.now(UTC) + keep + timedelta(minutes=1)
-    assert await event_store.delete_older_than(keep, now=later) == 1
-    assert not await event_store.is_recorded(digest)
+    assert await events(game).delete_older_than(keep, now=later) == 1
+    assert not await events(game).is_recorded(digest)
 
 
 # -- verify_signature on its own ----------------------------------------------------------------

@@ -43,9 +43,9 @@ from tiktok_minis.services.players import Player, Players
 from tiktok_minis.services.profile import Placeholder
 from tiktok_minis.services.refresher import Refresher
 from tiktok_minis.services.sessions import Sessions, SessionSigner
+from tiktok_minis.services.webhook_events import WebhookEvents
 from tiktok_minis.settings import Settings
-from tiktok_minis.store import score_removals
-from tiktok_minis.store import webhooks as webhook_events
+from tiktok_minis.store import Store
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.database import Database, is_outage
 from tiktok_minis.store.score_removals import Removal
@@ -54,6 +54,7 @@ from tiktok_minis.support.feeds import Feed
 from tiktok_minis.support.redis_client import redis_client, require_redis
 from tiktok_minis.tiktok.client import TikTokClient
 from tiktok_minis.tiktok.throttle import RedisPace
+from tiktok_minis.web.avatars import add_avatar_routes
 from tiktok_minis.web.webhook import DEFAULT_PATH as WEBHOOK_PATH
 from tiktok_minis.web.webhook import add_webhook_route, event_retention
 
@@ -95,6 +96,8 @@ class TikTokMinis:
         #: The built-in TikTok emulator with ``Settings(sandbox=True)``; else ``None``.
         self.sandbox: Sandbox | None = Sandbox(clock=self.clock) if self.settings.sandbox else None
         self.database = Database(self.settings.database_url, self.settings.database_pool_size)
+        #: The queries on that database, one object per table, handed to every service.
+        self.store = Store(self.database)
         #: The Redis client the processes share state through (``TTMINIS_REDIS_URL``), if any.
         self.redis = redis_client(self.settings.redis_url) if self.settings.redis_url else None
         self._client = TikTokClient.from_settings(
@@ -107,6 +110,26 @@ class TikTokMinis:
         )
         #: Prometheus metrics; serve ``metrics.handler`` where the scraper looks.
         self.metrics = Metrics()
+        #: Liveness and readiness (mounted by ``attach`` under ``/ttminis/health/``).
+        self.health = self._observe()
+        placeholder = Placeholder(
+            self.settings.placeholder_name, self.settings.placeholder_avatar_url
+        )
+        self._build_players(placeholder)
+        self._build_boards(placeholder)
+        self._build_sessions()
+        self._webhook_events = WebhookEvents(self.store)
+        self._login_hooks: list[LoginHook] = []
+        self._realtime: Realtime | None = None
+        #: What start opened, each with its close; ``close`` unwinds it in reverse.
+        self._opened = AsyncExitStack()
+        self._tasks = TaskSet("tiktok-minis")
+        self._started = False
+        self.players.subscribe(self._player_changed)
+        self.players.subscribe_forgotten(self._player_forgotten)
+
+    def _observe(self) -> Health:
+        """Metrics and TikTok's recent health fed by every upstream call; the health checks."""
         upstream_health = UpstreamHealth(self.clock)
         metrics = self.metrics
 
@@ -115,26 +138,27 @@ class TikTokMinis:
             upstream_health.record(endpoint, status, seconds)
 
         self._client.on_call = on_call
-        #: Liveness and readiness (mounted by ``attach`` under ``/ttminis/health/``).
-        self.health = Health(
+        if self._client.throttle is not None:
+            metrics.watch_throttle(self._client.throttle)
+        metrics.watch_connections(lambda: self.connection_count)
+        return Health(
             started=lambda: self._started,
             database_answers=self.database.ping,
             redis=self.redis,
             upstream=upstream_health,
         )
-        if self._client.throttle is not None:
-            self.metrics.watch_throttle(self._client.throttle)
-        self.metrics.watch_connections(lambda: self.connection_count)
+
+    def _build_players(self, placeholder: Placeholder) -> None:
+        """The avatar copies and the player service, which keeps avatars as profiles arrive."""
         self.avatars = Avatars(
+            self.store,
             max_bytes=self.settings.avatar_max_bytes,
             timeout_seconds=self.settings.avatar_timeout_seconds,
             default_avatar_url=self.settings.placeholder_avatar_url,
             url_prefix=f"{URL_PREFIX}/avatars",
         )
-        placeholder = Placeholder(
-            self.settings.placeholder_name, self.settings.placeholder_avatar_url
-        )
         self.players = Players(
+            self.store,
             self._client,
             TokenCipher(self.settings.secret_keys),
             placeholder,
@@ -143,22 +167,28 @@ class TikTokMinis:
             clock=self._now,
             keep_avatar=self.avatars.keep,
         )
+
+    def _build_boards(self, placeholder: Placeholder) -> None:
+        """The rank index, the leaderboard service, and the feed of scores removed anywhere."""
         #: Where the boards' order is kept for O(log n) ranks (``TTMINIS_RANK_INDEX``).
         self.rank_index = self._rank_index()
         self.leaderboards = Leaderboards(
-            self.boards, self.database, placeholder, clock=self._now, index=self.rank_index
+            self.boards, self.store, placeholder, clock=self._now, index=self.rank_index
         )
         # Scores deleted by any process (a forget, from the shell too) leave every rank index.
         self._score_removals: Feed[Removal] = Feed(
             "score-removals",
-            score_removals.removed_since,
-            score_removals.latest_id,
+            self.store.score_removals.removed_since,
+            self.store.score_removals.latest_id,
             poll_seconds=self.settings.session_poll_seconds,
         )
         self._score_removals.subscribe(self.leaderboards.scores_removed)
+
+    def _build_sessions(self) -> None:
+        """The background profile refresher and the session service."""
         self.refresher = Refresher(
+            self.store,
             self.players,
-            dialect=lambda: self.database.dialect,
             clock=self._now,
             interval_seconds=self.settings.refresher_interval_seconds,
             batch_size=self.settings.refresher_batch_size,
@@ -168,20 +198,13 @@ class TikTokMinis:
         )
         #: Issues, resumes and ends sessions (logout, logout everywhere, forget).
         self.sessions = Sessions(
+            self.store,
             SessionSigner(self.settings.secret_keys, self.settings.session_ttl_seconds),
             self.players,
             clock=self._now,
             poll_seconds=self.settings.session_poll_seconds,
             retention=timedelta(seconds=self.settings.session_ttl_seconds),
         )
-        self._login_hooks: list[LoginHook] = []
-        self._realtime: Realtime | None = None
-        #: What start opened, each with its close; ``close`` unwinds it in reverse.
-        self._opened = AsyncExitStack()
-        self._tasks = TaskSet("tiktok-minis")
-        self._started = False
-        self.players.subscribe(self._player_changed)
-        self.players.subscribe_forgotten(self._player_forgotten)
 
     # -- what a game calls --------------------------------------------------------------------
 
@@ -235,11 +258,12 @@ class TikTokMinis:
             # Before the static folder (which does not hold it): only sandbox mode serves it.
             add_sdk_route(app, f"{URL_PREFIX}/static/sandbox-sdk.js")
         app.router.add_static(f"{URL_PREFIX}/static/", STATIC_DIR, append_version=False)
-        self.avatars.add_routes(app)
+        add_avatar_routes(app, self.avatars)
         self.health.add_routes(app)
         add_webhook_route(
             app,
             players=self.players,
+            events=self._webhook_events,
             client_key=self.settings.effective_client_key,
             client_secret=self.settings.effective_client_secret.get_secret_value(),
             tolerance_seconds=self.settings.webhook_tolerance_seconds,
@@ -356,9 +380,11 @@ class TikTokMinis:
         Runs hourly while started; returns how many rows went.
         """
         retention = event_retention(self.settings.webhook_tolerance_seconds)
-        events = await webhook_events.delete_older_than(retention)
+        events = await self.store.webhook_events.delete_older_than(retention)
         # Every process follows removals within a poll; a day is plenty for one that lagged.
-        removals = await score_removals.delete_older_than(self._now() - timedelta(days=1))
+        removals = await self.store.score_removals.delete_older_than(
+            self._now() - timedelta(days=1)
+        )
         return events + removals + await self.sessions.housekeeping()
 
     async def _housekeeping_loop(self) -> None:
@@ -388,7 +414,7 @@ class TikTokMinis:
         if choice == "auto":
             choice = "redis" if self.redis is not None else "memory"
         if choice == "memory":
-            return MemoryRankIndex(index_loader(self.database))
+            return MemoryRankIndex(index_loader(self.store))
         if choice == "redis":
             if self.redis is None:
                 raise ConfigurationError("TTMINIS_RANK_INDEX=redis needs TTMINIS_REDIS_URL.")
@@ -396,9 +422,9 @@ class TikTokMinis:
 
             return RedisRankIndex(
                 self.redis,
-                index_loader(self.database),
+                index_loader(self.store),
                 prefix=f"{self.settings.redis_channel}:rank",
-                sweep=index_sweep(self.database, self.boards),
+                sweep=index_sweep(self.store, self.boards),
             )
         return NoRankIndex()
 

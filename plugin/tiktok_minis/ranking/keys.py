@@ -30,10 +30,10 @@ __all__ = [
     "score_of",
 ]
 
+from tiktok_minis.support.int64 import INT64_MAX, INT64_MIN
+
 Order = Literal["desc", "asc"]
 
-INT64_MIN: Final = -(2**63)
-INT64_MAX: Final = 2**63 - 1
 _FIELD: Final = 64
 _MASK: Final = (1 << _FIELD) - 1
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,41 +1,40 @@
-"""The leaderboard service: boards, submit, top, entry, around, and the change feed.
+"""The leaderboard service: submit, top, entry, around, and the change feed.
 
-It knows neither Socket.IO nor HTTP. A board is a :class:`Board` defined once in a
-:class:`BoardRegistry`; :class:`Leaderboards` writes scores (atomic upserts, see
-:mod:`tiktok_minis.store.scores`), reads ranked entries with each player's *current* profile,
-and tells its listeners which board and period changed so the realtime layer can push.
+It knows neither Socket.IO nor HTTP. A board is a :class:`~tiktok_minis.services.boards.Board`
+defined once in a :class:`~tiktok_minis.services.boards.BoardRegistry`; :class:`Leaderboards`
+writes scores (atomic upserts, see :mod:`tiktok_minis.store.scores`), reads ranked entries with
+each player's *current* profile, and tells its listeners which board and period changed so the
+realtime layer can push.
 
-Periods are UTC: a ``daily`` board keeps one table per day (``2026-11-25``), ``weekly`` per ISO
-week (``2026-W48``), ``monthly`` per month (``2026-11``), ``never`` one (``all``). Scores go to
-the period the clock is in; past periods stay stored and are read with ``period=``.
+Scores go to the period the clock is in; past periods stay stored and are read with ``period=``.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
 
-from tiktok_minis.errors import ConfigurationError, ScoreRejected, UnknownBoard, UnknownPlayer
-from tiktok_minis.ranking import (
-    Loader,
-    NoRankIndex,
-    RankIndex,
-    Row,
-    rank_key,
-    row_id_of,
-    score_of,
-)
+from tiktok_minis.errors import ScoreRejected, UnknownPlayer
+from tiktok_minis.ranking import Loader, NoRankIndex, RankIndex, Row, rank_key, row_id_of, score_of
 from tiktok_minis.ranking.keys import micros
+from tiktok_minis.services.boards import (
+    Board,
+    BoardRegistry,
+    Operator,
+    Order,
+    Reset,
+    ScoreValidator,
+    check_score,
+)
+from tiktok_minis.services.clock import Clock, utc_now
 from tiktok_minis.services.profile import Placeholder
-from tiktok_minis.store import scores as store
-from tiktok_minis.store.database import Database, Dialect
+from tiktok_minis.store import Store
 from tiktok_minis.store.score_removals import Removal
-from tiktok_minis.store.scores import INT64_MAX, INT64_MIN, Operator, Order
+from tiktok_minis.store.scores import BoardPeriod, ScoreWrite, Written
 from tiktok_minis.support.concurrency import KeyedLock, TaskSet
 
 if TYPE_CHECKING:
@@ -61,150 +60,12 @@ __all__ = [
 
 log = logging.getLogger("tiktok_minis.leaderboards")
 
-Reset = Literal["never", "daily", "weekly", "monthly"]
-#: ``(open_id, score) -> accept?``, sync or async; consulted for client-submitted scores only.
-ScoreValidator = Callable[[str, int], bool | Awaitable[bool]]
-
 #: The most entries ``top`` and ``around`` return to server code (clients get ``live_size``).
 MAX_LIMIT: Final = 1000
-
-_NAME = re.compile(r"[a-z0-9_-]{1,64}")
-_ORDERS: Final = ("desc", "asc")
-_OPERATORS: Final = ("best", "latest", "incr")
-_RESETS: Final = ("never", "daily", "weekly", "monthly")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _key(order: Order, row_id: int, score: int, reached_at: datetime) -> int:
     return rank_key(order, score, micros(reached_at), row_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Board:
-    """A leaderboard's definition.
-
-    ``order``: ``desc`` ranks the highest score first, ``asc`` the lowest (a race time).
-    ``operator``: ``best`` keeps the player's best, ``latest`` the last, ``incr`` adds.
-    ``live_size``: how many top entries ``join`` and ``update`` carry (1 to 100).
-    ``reset``: ``never``, ``daily``, ``weekly`` (ISO weeks) or ``monthly``, in UTC.
-    ``client_scores``: whether clients may submit through ``leaderboard:submit``.
-    ``validator``: ``(open_id, score) -> bool`` (or an awaitable of it), asked about
-    client-submitted scores only; the game's server code is trusted.
-    """
-
-    name: str
-    order: Order = "desc"
-    operator: Operator = "best"
-    live_size: int = 10
-    reset: Reset = "never"
-    client_scores: bool = False
-    validator: ScoreValidator | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
-            raise ConfigurationError(
-                f"Board name {self.name!r} is invalid: use 1 to 64 characters among lowercase "
-                "letters, digits, '_' and '-'."
-            )
-        if self.order not in _ORDERS:
-            raise ConfigurationError(
-                f"Board {self.name!r}: order must be 'desc' or 'asc', not {self.order!r}."
-            )
-        if self.operator not in _OPERATORS:
-            raise ConfigurationError(
-                f"Board {self.name!r}: operator must be 'best', 'latest' or 'incr', "
-                f"not {self.operator!r}."
-            )
-        if (
-            isinstance(self.live_size, bool)
-            or not isinstance(self.live_size, int)
-            or not 1 <= self.live_size <= 100
-        ):
-            raise ConfigurationError(
-                f"Board {self.name!r}: live_size must be an integer from 1 to 100, "
-                f"not {self.live_size!r}."
-            )
-        if self.reset not in _RESETS:
-            raise ConfigurationError(
-                f"Board {self.name!r}: reset must be 'never', 'daily', 'weekly' or 'monthly', "
-                f"not {self.reset!r}."
-            )
-        if not isinstance(self.client_scores, bool):
-            raise ConfigurationError(
-                f"Board {self.name!r}: client_scores must be True or False, "
-                f"not {self.client_scores!r}."
-            )
-        if self.validator is not None and not callable(self.validator):
-            raise ConfigurationError(
-                f"Board {self.name!r}: validator must be a function (open_id, score) -> bool."
-            )
-
-    def period_key(self, at: datetime) -> str:
-        """The period ``at`` falls in: ``all``, ``2026-11-25``, ``2026-W48`` or ``2026-11``.
-
-        ``at`` is converted to UTC; a naive datetime is taken to be UTC already.
-        """
-        if self.reset == "never":
-            return "all"
-        at = at.astimezone(UTC) if at.tzinfo is not None else at
-        if self.reset == "daily":
-            return f"{at.year:04d}-{at.month:02d}-{at.day:02d}"
-        if self.reset == "weekly":
-            # The ISO year, not the calendar year: 2026-12-31 is in 2026-W53, 2027-01-01 too.
-            year, week, _ = at.isocalendar()
-            return f"{year:04d}-W{week:02d}"
-        return f"{at.year:04d}-{at.month:02d}"
-
-
-class BoardRegistry:
-    """The boards a game defines, by name.
-
-    Redefinition policy: defining a name again with an equal :class:`Board` is harmless and
-    returns the stored one; defining it with a different board raises
-    :class:`ConfigurationError`, since two parts of a game disagreeing about a board is a bug
-    that silently replacing would hide. (Boards with a validator are equal only when they hold
-    the same function object.)
-    """
-
-    def __init__(self) -> None:
-        self._boards: dict[str, Board] = {}
-
-    def define(self, board: Board) -> Board:
-        """Add ``board``; return the board now stored under its name."""
-        if not isinstance(board, Board):
-            raise ConfigurationError(f"define() takes a Board, not {type(board).__name__}.")
-        existing = self._boards.get(board.name)
-        if existing is None:
-            self._boards[board.name] = board
-            return board
-        if existing == board:
-            return existing
-        raise ConfigurationError(
-            f"Board {board.name!r} is already defined differently ({existing!r}); "
-            "define each board once."
-        )
-
-    def get(self, name: str) -> Board:
-        """The board named ``name``; :class:`UnknownBoard` when there is none."""
-        board = self._boards.get(name)
-        if board is None:
-            raise UnknownBoard(f"No leaderboard is named {name!r}.")
-        return board
-
-    def __iter__(self) -> Iterator[Board]:
-        """The defined boards, in the order they were defined."""
-        return iter(tuple(self._boards.values()))
-
-    def __contains__(self, name: object) -> bool:
-        """Whether a board of that name is defined."""
-        return name in self._boards
-
-    def __len__(self) -> int:
-        """How many boards are defined."""
-        return len(self._boards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,24 +98,12 @@ class BoardChange:
 BoardListener = Callable[[BoardChange], None]
 
 
-def check_score(score: object) -> int:
-    """``score`` if it is a signed 64-bit integer; :class:`ScoreRejected` otherwise.
-
-    ``bool`` is refused although Python makes it an ``int``: ``True`` is never a score.
-    """
-    if isinstance(score, bool) or not isinstance(score, int):
-        raise ScoreRejected(f"A score must be an integer, not {type(score).__name__}.")
-    if not INT64_MIN <= score <= INT64_MAX:
-        raise ScoreRejected("A score must fit in a signed 64-bit integer.")
-    return score
-
-
-def index_loader(database: Database) -> Loader:
+def index_loader(store: Store) -> Loader:
     """A rank index's :data:`~tiktok_minis.ranking.Loader`: a board period's rows from
-    ``database``, best first, with their keys."""
+    ``store``, best first, with their keys."""
 
     async def load(board: str, period: str, order: Order) -> AsyncIterator[list[Row]]:
-        async for batch in store.load(database.dialect, order, board, period):
+        async for batch in store.scores.load(BoardPeriod(board, period, order)):
             yield [
                 Row(row_id, version, _key(order, row_id, score, reached))
                 for row_id, version, score, reached in batch
@@ -263,25 +112,18 @@ def index_loader(database: Database) -> Loader:
     return load
 
 
-def index_sweep(database: Database, boards: BoardRegistry) -> Sweep:
+def index_sweep(store: Store, boards: BoardRegistry) -> Sweep:
     """A shared rank index's repair: the rows written since a time, with their keys, for the
     boards the game defines (it re-applies them; the versions make that harmless)."""
 
     async def sweep(since: datetime) -> AsyncIterator[list[tuple[str, str, Order, Row]]]:
+        written = await store.scores.written_since(since)
         rows = []
-        for board, period, (row_id, version, score, reached) in await store.written_since(
-            database.dialect, since
-        ):
+        for board, period, (row_id, version, score, reached) in written:
             if board in boards:
                 order = boards.get(board).order
-                rows.append(
-                    (
-                        board,
-                        period,
-                        order,
-                        Row(row_id, version, _key(order, row_id, score, reached)),
-                    )
-                )
+                key = _key(order, row_id, score, reached)
+                rows.append((board, period, order, Row(row_id, version, key)))
         yield rows
 
     return sweep
@@ -297,16 +139,16 @@ class Leaderboards:
     def __init__(
         self,
         boards: BoardRegistry,
-        database: Database,
+        store: Store,
         placeholder: Placeholder,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Clock = utc_now,
         *,
         index: RankIndex | None = None,
     ) -> None:
         """``index`` holds the boards' order for O(log n) ranks (see :mod:`tiktok_minis.ranking`);
         without one, or while it loads, ranks are counted in the database."""
         self.boards = boards
-        self._database = database
+        self._scores = store.scores
         self._placeholder = placeholder
         self._clock = clock
         self._index: RankIndex = index if index is not None else NoRankIndex()
@@ -370,38 +212,44 @@ class Leaderboards:
         definition = self.boards.get(board)
         check_score(score)
         if from_client:
-            if not definition.client_scores:
-                raise ScoreRejected(f"Board {board!r} does not take scores from clients.")
-            validator = definition.validator
-            if validator is not None:
-                verdict = validator(open_id, score)
-                if inspect.isawaitable(verdict):
-                    verdict = await verdict
-                if not verdict:
-                    raise ScoreRejected("The game refused this score.")
+            await self._check_client_score(definition, open_id, score)
         now = self._clock()
-        period = definition.period_key(now)
-        dialect, order = self._database.dialect, definition.order
-        async with self._writes.hold((board, period, open_id)):
-            written = await store.write(
-                dialect, order, definition.operator, board, period, open_id, score, now
+        where = BoardPeriod(board, definition.period_key(now), definition.order)
+        async with self._writes.hold((board, where.period, open_id)):
+            written = await self._scores.write(
+                ScoreWrite(where, definition.operator, open_id, score, now)
             )
             if written is not None:
-                key = _key(order, written.id, written.score, written.reached_at)
-                await self._index.apply(board, period, order, Row(written.id, written.version, key))
+                key = _key(where.order, written.id, written.score, written.reached_at)
+                await self._index.apply(
+                    board, where.period, where.order, Row(written.id, written.version, key)
+                )
         if written is None:  # a best that did not beat the stored score: nothing changed
-            current = await self.entry(board, open_id, period=period)
+            current = await self.entry(board, open_id, period=where.period)
             if current is None:  # the player was deleted meanwhile
                 raise UnknownPlayer(f"No player has open_id {open_id!r}.")
             return current
-        self._emit(BoardChange(board, period))
+        self._emit(BoardChange(board, where.period))
         return self._entry(
-            await self._rank(dialect, order, board, period, written),
+            await self._rank(where, written),
             written.score,
             written.public_id,
             written.display_name,
             written.avatar_url,
         )
+
+    @staticmethod
+    async def _check_client_score(definition: Board, open_id: str, score: int) -> None:
+        """Refuse a client's score on a board that takes none, or that the validator refuses."""
+        if not definition.client_scores:
+            raise ScoreRejected(f"Board {definition.name!r} does not take scores from clients.")
+        validator = definition.validator
+        if validator is not None:
+            verdict = validator(open_id, score)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            if not verdict:
+                raise ScoreRejected("The game refused this score.")
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -419,22 +267,19 @@ class Leaderboards:
             limit = definition.live_size
         elif not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be from 1 to {MAX_LIMIT}, not {limit}")
-        period = period if period is not None else definition.period_key(self._clock())
-        dialect, order = self._database.dialect, definition.order
-        keys = await self._index.keys(board, period, order, 1, limit)
+        where = self._where(definition, period)
+        keys = await self._index.keys(board, where.period, where.order, 1, limit)
         if keys is None:
-            return await store.top(dialect, order, board, period, limit, self._entry)
-        return await self._entries(order, keys, first_rank=1)
+            return await self._scores.top(where, limit, self._entry)
+        return await self._entries(where.order, keys, first_rank=1)
 
     async def entry(self, board: str, open_id: str, *, period: str | None = None) -> Entry | None:
         """The player's entry in ``period`` (default: the current one), ``None`` without a score."""
-        definition = self.boards.get(board)
-        period = period if period is not None else definition.period_key(self._clock())
-        dialect = self._database.dialect
-        row = await store.row_of(dialect, board, period, open_id)
+        where = self._where(self.boards.get(board), period)
+        row = await self._scores.row_of(where, open_id)
         if row is None:
             return None
-        rank = await self._rank(dialect, definition.order, board, period, row)
+        rank = await self._rank(where, row)
         return self._entry(rank, row.score, row.public_id, row.display_name, row.avatar_url)
 
     async def around(
@@ -448,21 +293,19 @@ class Leaderboards:
         """
         if not 0 <= radius <= MAX_LIMIT:
             raise ValueError(f"radius must be from 0 to {MAX_LIMIT}, not {radius}")
-        definition = self.boards.get(board)
-        period = period if period is not None else definition.period_key(self._clock())
-        dialect, order = self._database.dialect, definition.order
-        row = await store.row_of(dialect, board, period, open_id)
+        where = self._where(self.boards.get(board), period)
+        row = await self._scores.row_of(where, open_id)
         if row is None:
             return []
-        key = _key(order, row.id, row.score, row.reached_at)
-        rank = await self._index.rank(board, period, order, key)
+        key = _key(where.order, row.id, row.score, row.reached_at)
+        rank = await self._index.rank(board, where.period, where.order, key)
         keys = None
         if rank is not None:
             first = max(1, rank - radius)
-            keys = await self._index.keys(board, period, order, first, rank + radius)
+            keys = await self._index.keys(board, where.period, where.order, first, rank + radius)
         if rank is None or keys is None:
-            return await store.around(dialect, order, board, period, open_id, radius, self._entry)
-        return await self._entries(order, keys, first_rank=first)
+            return await self._scores.around(where, open_id, radius, self._entry)
+        return await self._entries(where.order, keys, first_rank=first)
 
     def announce_all(self) -> None:
         """Announce every board's current period (after a player vanished from all of them)."""
@@ -505,14 +348,18 @@ class Leaderboards:
 
     # -- ranks and rendering -----------------------------------------------------------------
 
-    async def _rank(
-        self, dialect: Dialect, order: Order, board: str, period: str, row: store.Written
-    ) -> int:
+    def _where(self, definition: Board, period: str | None) -> BoardPeriod:
+        """The board's rows in ``period``, by default the one the clock is in."""
+        if period is None:
+            period = definition.period_key(self._clock())
+        return BoardPeriod(definition.name, period, definition.order)
+
+    async def _rank(self, where: BoardPeriod, row: Written) -> int:
         """The row's rank: from the index, or counted in the database while it cannot say."""
-        key = _key(order, row.id, row.score, row.reached_at)
-        rank = await self._index.rank(board, period, order, key)
+        key = _key(where.order, row.id, row.score, row.reached_at)
+        rank = await self._index.rank(where.board, where.period, where.order, key)
         if rank is None:
-            rank = await store.rank_of(dialect, order, board, period, row)
+            rank = await self._scores.rank_of(where, row)
         return rank
 
     async def _entries(self, order: Order, keys: list[int], *, first_rank: int) -> list[Entry]:
@@ -521,7 +368,7 @@ class Leaderboards:
         A row the database no longer has (deleted a moment ago, its removal on the way) is
         left out.
         """
-        shown = await store.shown(self._database.dialect, [row_id_of(key) for key in keys])
+        shown = await self._scores.shown([row_id_of(key) for key in keys])
         entries = []
         for rank, key in enumerate(keys, first_rank):
             player = shown.get(row_id_of(key))

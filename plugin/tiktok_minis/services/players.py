@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TypeVar
 
 from tiktok_minis.errors import (
@@ -23,16 +22,18 @@ from tiktok_minis.errors import (
     TokenExpired,
     UnknownPlayer,
 )
-from tiktok_minis.services.profile import Placeholder
-from tiktok_minis.store import players as store
-from tiktok_minis.store.crypto import InvalidToken, TokenCipher
+from tiktok_minis.services.clock import Clock, utc_now
+from tiktok_minis.services.profile import Forgotten, Placeholder, Player
+from tiktok_minis.services.tokens import seal, unseal
+from tiktok_minis.store import Store
+from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.models import Consent, PlayerRow
+from tiktok_minis.store.players import FetchedProfile, new_public_id
 from tiktok_minis.support.concurrency import KeyedLock, SingleFlight
 from tiktok_minis.tiktok.client import TikTokClient
-from tiktok_minis.tiktok.models import TikTokUser, TokenSet
+from tiktok_minis.tiktok.models import TikTokUser
 
 __all__ = [
-    "PROFILE_SCOPE",
     "AvatarKeeper",
     "Forgotten",
     "Player",
@@ -42,41 +43,8 @@ __all__ = [
 
 log = logging.getLogger("tiktok_minis.players")
 
-#: The scope that lets the server read a player's name and avatar.
-PROFILE_SCOPE = "user.info.basic"
-
-
-@dataclass(frozen=True, slots=True)
-class Player:
-    """A player as the game sees it: the stored profile, or the placeholder.
-
-    ``open_id`` is the permanent key (never sent to any client); ``id`` is the public id.
-    """
-
-    open_id: str
-    id: str
-    display_name: str
-    avatar_url: str
-    placeholder: bool
-    consent: Consent
-    union_id: str | None = None
-    profile_fetched_at: datetime | None = None
-    session_epoch: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Forgotten:
-    """What ``Players.forget`` did."""
-
-    player: Player  # as it was before
-    revoked_at_tiktok: bool
-    scores: int  # deleted, or moved to an anonymous stand-in
-    scores_anonymised: bool
-
-
 T = TypeVar("T")
 PlayerListener = Callable[[Player], None]
-Clock = Callable[[], datetime]
 #: Turns TikTok's short-lived avatar link into a lasting one (or ``None``: the default avatar).
 AvatarKeeper = Callable[[str | None], Awaitable[str | None]]
 
@@ -85,24 +53,23 @@ async def _keep_link(url: str | None) -> str | None:
     return url
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Players:
     """Logs players in, records their consent, fetches and caches their profile."""
 
     def __init__(
         self,
+        store: Store,
         client: TikTokClient,
         cipher: TokenCipher,
         placeholder: Placeholder,
         *,
         refresh_days: tuple[float, float] = (3.0, 7.0),
         token_leeway: timedelta = timedelta(minutes=5),
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
         keep_avatar: AvatarKeeper = _keep_link,
     ) -> None:
+        self._store = store.players
+        self._logins = store.logins
         self._client = client
         self._keep_avatar = keep_avatar
         self._cipher = cipher
@@ -113,7 +80,6 @@ class Players:
         self._token_locks: KeyedLock[str] = KeyedLock()
         self._profile_fetches: SingleFlight[str, Player] = SingleFlight()
         self._profile_writes: KeyedLock[str] = KeyedLock()
-        self._logins = store.LoginWriter()
         self._listeners: list[PlayerListener] = []
         self._forgotten_listeners: list[PlayerListener] = []
 
@@ -158,16 +124,16 @@ class Players:
 
     async def get(self, open_id: str) -> Player | None:
         """The stored player, or ``None`` if that ``open_id`` never logged in."""
-        row = await store.by_open_id(open_id)
+        row = await self._store.by_open_id(open_id)
         return self._view(row) if row else None
 
     async def get_by_public_id(self, public_id: str) -> Player | None:
         """The player with that public id, or ``None``."""
-        row = await store.by_public_id(public_id)
+        row = await self._store.by_public_id(public_id)
         return self._view(row) if row else None
 
     async def _row(self, open_id: str) -> PlayerRow:
-        row = await store.by_open_id(open_id)
+        row = await self._store.by_open_id(open_id)
         if row is None:
             raise UnknownPlayer(
                 f"No player has logged in with that open_id ({len(open_id)} chars)."
@@ -183,7 +149,7 @@ class Players:
         """
         tokens = await self._client.fetch_token(code)
         row, created = await self._logins.log_in(
-            tokens.open_id, store.new_public_id(), self._encrypt(tokens), self._clock()
+            tokens.open_id, new_public_id(), seal(self._cipher, tokens), self._clock()
         )
         log.info(
             "player logged in",
@@ -211,7 +177,7 @@ class Players:
                     extra={"event": "authorize_foreign_code", "player": row.public_id},
                 )
                 raise LoginFailed("That authorization code belongs to another TikTok account.")
-            await store.save_tokens(open_id, self._encrypt(tokens))
+            await self._store.save_tokens(open_id, seal(self._cipher, tokens))
             # A fetch already under way began with the older tokens (a silent login's, say,
             # without user.info.basic): its answer says nothing about this grant, so this one
             # never joins it, and supersedes it (see _write_if_current).
@@ -274,13 +240,15 @@ class Players:
     ) -> Player:
         now = self._clock()
         low, high = self._refresh_days
-        await store.set_profile(
+        await self._store.set_profile(
             before.open_id,
-            display_name=(user.display_name or "").strip()[:256] or None,
-            avatar_url=avatar_url,
-            union_id=user.union_id,
-            fetched_at=now,
-            refresh_at=now + timedelta(days=random.uniform(low, high)),
+            FetchedProfile(
+                display_name=(user.display_name or "").strip()[:256] or None,
+                avatar_url=avatar_url,
+                union_id=user.union_id,
+                fetched_at=now,
+                refresh_at=now + timedelta(days=random.uniform(low, high)),
+            ),
         )
         after = self._view(await self._row(before.open_id))
         log.info("profile stored", extra={"event": "profile_stored", "player": after.id})
@@ -294,14 +262,14 @@ class Players:
         Pushed live when a client saw a name. Idempotent; ``None`` for an unknown ``open_id``.
         The next login works as for anyone: a fresh code brings fresh tokens.
         """
-        row = await store.by_open_id(open_id)
+        row = await self._store.by_open_id(open_id)
         if row is None:
             return None
         return await self._lose_grant(row, reason=reason)
 
     async def _lose_grant(self, row: PlayerRow, *, reason: str) -> Player:
         """The grant is gone at TikTok: forget the tokens, back to the placeholder (``unknown``)."""
-        await store.clear_tokens(row.open_id)
+        await self._store.clear_tokens(row.open_id)
         return await self._revert(row, Consent.UNKNOWN, reason=reason)
 
     async def forget(self, open_id: str, *, anonymise_scores: bool = False) -> Forgotten:
@@ -315,7 +283,7 @@ class Players:
         row = await self._row(open_id)
         before = self._view(row)
         revoked = await self._revoke_at_tiktok(row)
-        scores = await store.forget_player(
+        scores = await self._store.forget(
             open_id, anonymise_scores=anonymise_scores, now=self._clock()
         )
         log.info(
@@ -349,7 +317,7 @@ class Players:
 
     async def _revert(self, row: PlayerRow, consent: Consent, *, reason: str) -> Player:
         """Back to the placeholder with ``consent``; pushed if a client saw something else."""
-        await store.revert_to_placeholder(row.open_id, consent)
+        await self._store.revert_to_placeholder(row.open_id, consent)
         after = self._view(await self._row(row.open_id))
         log.info("player shown as placeholder", extra={"event": reason, "player": after.id})
         if after != self._view(row):
@@ -357,25 +325,6 @@ class Players:
         return after
 
     # -- tokens ------------------------------------------------------------------------------
-
-    def _encrypt(self, tokens: TokenSet) -> store.EncryptedTokens:
-        return store.EncryptedTokens(
-            access_token=self._cipher.encrypt(tokens.access_token),
-            access_expires_at=tokens.access_expires_at,
-            refresh_token=self._cipher.encrypt(tokens.refresh_token),
-            refresh_expires_at=tokens.refresh_expires_at,
-            scopes=",".join(sorted(tokens.scopes)),
-        )
-
-    def _decrypt(self, ciphertext: str | None) -> str | None:
-        if ciphertext is None:
-            return None
-        try:
-            return self._cipher.decrypt(ciphertext)
-        except InvalidToken:
-            # Encrypted under a key no longer configured: as good as no token at all.
-            log.warning("stored token unreadable", extra={"event": "token_unreadable"})
-            return None
 
     async def access_token(self, open_id: str) -> str:
         """A working access token for ``open_id`` (for payments, say), refreshed if due."""
@@ -397,7 +346,7 @@ class Players:
         """
         async with self._token_locks.hold(open_id):
             row = await self._row(open_id)
-            access = self._decrypt(row.access_token)
+            access = unseal(self._cipher, row.access_token)
             expires = row.access_expires_at
             if (
                 access is not None
@@ -411,7 +360,7 @@ class Players:
     async def _refresh_tokens(self, row: PlayerRow) -> str:
         """Trade the refresh token for new tokens; revert to the placeholder if it is dead."""
         for _ in range(2):  # a second pass only when another process rotated the token meanwhile
-            refresh = self._decrypt(row.refresh_token)
+            refresh = unseal(self._cipher, row.refresh_token)
             if refresh is None or row.refresh_token is None:
                 break
             try:
@@ -422,13 +371,14 @@ class Players:
                     row = latest  # another process refreshed first: its token is the live one
                     continue
                 break
-            if await store.replace_tokens(row.open_id, row.refresh_token, self._encrypt(tokens)):
+            sealed = seal(self._cipher, tokens)
+            if await self._store.replace_tokens(row.open_id, row.refresh_token, sealed):
                 log.info(
                     "tokens refreshed", extra={"event": "token_refresh", "player": row.public_id}
                 )
                 return tokens.access_token
             row = await self._row(row.open_id)
-            access = self._decrypt(row.access_token)
+            access = unseal(self._cipher, row.access_token)
             if access is not None:
                 return access
         player = await self._lose_grant(row, reason="grant_lost")

@@ -1,10 +1,14 @@
-"""How a player is shown: the stored profile, or the configured placeholder."""
+"""How a player is shown: the stored profile, or the configured placeholder; and the player as
+the player service hands it to the game (:class:`Player`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-__all__ = ["Placeholder", "ShownProfile"]
+from tiktok_minis.store.models import Consent
+
+__all__ = ["Forgotten", "Placeholder", "Player", "ShownProfile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +32,32 @@ class Placeholder:
         if not display_name:
             return ShownProfile(self.name, self.avatar_url, placeholder=True)
         return ShownProfile(display_name, avatar_url or self.avatar_url, placeholder=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Player:
+    """A player as the game sees it: the stored profile, or the placeholder.
+
+    ``open_id`` is the permanent key, sent only to the player's own connections (never on a
+    leaderboard entry or to other players); ``id`` is the public id the others see.
+    """
+
+    open_id: str
+    id: str
+    display_name: str
+    avatar_url: str
+    placeholder: bool
+    consent: Consent
+    union_id: str | None = None
+    profile_fetched_at: datetime | None = None
+    session_epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What ``Players.forget`` did."""
+
+    player: Player  # as it was before
+    revoked_at_tiktok: bool
+    scores: int  # deleted, or moved to an anonymous stand-in
+    scores_anonymised: bool

@@ -22,8 +22,7 @@ from datetime import datetime, timedelta
 
 from tiktok_minis.errors import MinisError, NotAuthorized, UnknownPlayer
 from tiktok_minis.services.players import Players
-from tiktok_minis.store import players as store
-from tiktok_minis.store.database import Dialect
+from tiktok_minis.store import Store
 from tiktok_minis.tiktok.throttle import UpstreamThrottle
 
 __all__ = ["RefreshRound", "Refresher"]
@@ -70,9 +69,9 @@ class Refresher:
 
     def __init__(
         self,
+        store: Store,
         players: Players,
         *,
-        dialect: Callable[[], Dialect],
         clock: Callable[[], datetime],
         interval_seconds: float = 60.0,
         batch_size: int = 200,
@@ -82,7 +81,7 @@ class Refresher:
     ) -> None:
         self._players = players
         self._on_round = on_round
-        self._dialect = dialect
+        self._store = store.players
         self._clock = clock
         self._interval = interval_seconds
         self._batch_size = batch_size
@@ -130,8 +129,8 @@ class Refresher:
     async def run_once(self) -> RefreshRound:
         """Claim one batch of due players and refresh them; the counts of what happened."""
         now = self._clock()
-        open_ids = await store.claim_due_profiles(
-            self._dialect(), now=now, lease_until=now + LEASE, limit=self._batch_size
+        open_ids = await self._store.claim_due_profiles(
+            now=now, lease_until=now + LEASE, limit=self._batch_size
         )
         total = RefreshRound(claimed=len(open_ids))
         if not open_ids:
@@ -185,10 +184,10 @@ class Refresher:
         return RefreshRound(changed=1) if changed else RefreshRound(unchanged=1)
 
     async def _postpone(self, open_id: str, public_id: str, code: str) -> RefreshRound:
-        row = await store.by_open_id(open_id)
+        row = await self._store.by_open_id(open_id)
         failures = (row.refresh_failures if row is not None else 0) + 1
         retry_at = self._clock() + backoff(failures)
-        await store.postpone_refresh(open_id, failures=failures, refresh_at=retry_at)
+        await self._store.postpone_refresh(open_id, failures=failures, refresh_at=retry_at)
         log.warning(
             "refresh postponed",
             extra={

@@ -5,7 +5,7 @@ reconnect, since TikTok's codes are single use. The session is a Fernet token (e
 authenticated, with its issue time) under a key of its own derived from ``TTMINIS_SECRET_KEY``;
 it carries the player's public id, never the ``open_id``, and the player's session epoch.
 
-A session ends three ways, each recorded in the database (``store.sessions``) so that every
+A session ends three ways, each recorded in the database (``Store.sessions``) so that every
 server process, and the operator's shell, agrees: a logout ends that one string; a logout
 everywhere moves the player's epoch on, ending every session issued before; forgetting the
 player ends every session of that public id for good. :class:`Sessions` checks those ends when a
@@ -19,13 +19,14 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from cryptography.fernet import InvalidToken
 
 from tiktok_minis.errors import MinisError
+from tiktok_minis.services.clock import Clock
 from tiktok_minis.services.players import Player, Players
-from tiktok_minis.store import sessions as store
+from tiktok_minis.store import Store
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.sessions import SessionEnd
 from tiktok_minis.support.feeds import Feed
@@ -46,7 +47,6 @@ _MAX_SESSION_LENGTH = 1024
 
 #: Called with the session ends recorded since the last call, from any process.
 SessionListener = Callable[[list[SessionEnd]], None]
-Clock = Callable[[], datetime]
 
 
 def session_digest(session: str) -> str:
@@ -106,6 +106,7 @@ class Sessions:
 
     def __init__(
         self,
+        store: Store,
         signer: SessionSigner,
         players: Players,
         *,
@@ -113,12 +114,16 @@ class Sessions:
         poll_seconds: float = 1.0,
         retention: timedelta = timedelta(days=30),
     ) -> None:
+        self._store = store
         self._signer = signer
         self._players = players
         self._clock = clock
         self._retention = retention
         self._ends: Feed[SessionEnd] = Feed(
-            "session-ends", store.ended_since, store.latest_id, poll_seconds=poll_seconds
+            "session-ends",
+            store.sessions.ended_since,
+            store.sessions.latest_id,
+            poll_seconds=poll_seconds,
         )
 
     def subscribe(self, listener: SessionListener) -> Callable[[], None]:
@@ -137,13 +142,15 @@ class Sessions:
         player = await self._players.get_by_public_id(claims.public_id)
         if player is None or player.session_epoch != claims.epoch:
             raise InvalidSession()
-        if await store.is_ended(session_digest(session)):
+        if await self._store.sessions.is_ended(session_digest(session)):
             raise InvalidSession()
         return player
 
     async def end(self, player_public_id: str, digest: str) -> None:
         """End one session, by its :func:`session_digest` (a logout): refused from now on."""
-        await store.end_one(player_public_id, digest, reason="logout", now=self._clock())
+        await self._store.sessions.end_one(
+            player_public_id, digest, reason="logout", now=self._clock()
+        )
         log.info("session ended", extra={"event": "logout", "player": player_public_id})
 
     async def end_all(self, player: Player, *, reason: str = "logout") -> int:
@@ -151,7 +158,8 @@ class Sessions:
 
         Listeners hear of it at once in this process, and at their next poll in the others.
         """
-        epoch = await store.end_all(player.open_id, player.id, reason=reason, now=self._clock())
+        epoch = await self._store.players.next_session_epoch(player.open_id)
+        await self._store.sessions.end_below(player.id, epoch, reason=reason, now=self._clock())
         log.info("every session ended", extra={"event": "logout_everywhere", "player": player.id})
         await self.poll()
         return epoch
@@ -170,4 +178,4 @@ class Sessions:
 
     async def housekeeping(self) -> int:
         """Delete the ends older than any session can be; returns how many went."""
-        return await store.delete_older_than(self._clock() - self._retention)
+        return await self._store.sessions.delete_older_than(self._clock() - self._retention)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib.util
+import re
 import socket
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -23,9 +25,41 @@ from tortoise.exceptions import BaseORMException, DBConnectionError, IntegrityEr
 from tiktok_minis.errors import ConfigurationError
 from tiktok_minis.store.schema import apply_migrations, tortoise_config
 
-__all__ = ["Database", "Dialect", "connection", "is_outage", "migrate"]
+__all__ = [
+    "Database",
+    "Dialect",
+    "Queries",
+    "connection",
+    "db_timestamp",
+    "for_dialect",
+    "is_outage",
+    "migrate",
+]
 
 Dialect = Literal["sqlite", "postgres"]
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def for_dialect(dialect: Dialect, sql: str) -> str:
+    """The statement with the dialect's placeholders: ``$n`` for PostgreSQL, ``?n`` for SQLite.
+
+    Both take numbered parameters, so a statement may use one parameter several times.
+    """
+    return sql if dialect == "postgres" else _PLACEHOLDER.sub(r"?\1", sql)
+
+
+def db_timestamp(dialect: Dialect, at: datetime) -> datetime | str:
+    """``at`` as a raw statement's parameter for the dialect (bulk loaders use it too).
+
+    SQLite keeps timestamps as text and compares them as text: a fixed width (always the
+    microseconds, always UTC) keeps that comparison chronological. Tortoise reads it back.
+    A naive ``at`` is taken to be UTC.
+    """
+    at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    if dialect == "postgres":
+        return at
+    return at.isoformat(" ", timespec="microseconds")
 
 
 def _connection_name(dialect: Dialect) -> str:
@@ -110,6 +144,11 @@ class Database:
         """Which SQL dialect the queries must speak."""
         return "sqlite" if self.url.startswith("sqlite") else "postgres"
 
+    def connection(self) -> BaseDBAsyncClient:
+        """The connection this database's queries run on, once it is open."""
+        client: BaseDBAsyncClient = connections.get(_connection_name(self.dialect))
+        return client
+
     async def open(self) -> None:
         """Connect and apply any pending migration. Opening an open database does nothing.
 
@@ -176,6 +215,23 @@ class Database:
         except Exception:  # noqa: BLE001 (any driver error means "not answering")
             return False
         return True
+
+
+class Queries:
+    """What every store object is: the queries on one table, bound to one database (its
+    dialect and its connection) when the :class:`~tiktok_minis.store.Store` is built."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        #: Which SQL dialect this object's raw statements speak.
+        self.dialect: Dialect = database.dialect
+
+    def connection(self) -> BaseDBAsyncClient:
+        """The connection the raw statements run on (the database must be open)."""
+        return self.database.connection()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dialect={self.dialect!r})"
 
 
 # SQLSTATE classes (and one code) that say the server is not there to answer, whatever the

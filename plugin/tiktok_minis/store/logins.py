@@ -11,13 +11,12 @@ login at once, alone.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from tiktok_minis.store.database import connection
+from tiktok_minis.store.database import Database, Dialect, Queries, db_timestamp, for_dialect
 from tiktok_minis.store.models import Consent, PlayerRow
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ _RETURNED = (
 
 
 @cache
-def _statement(rows: int, postgres: bool) -> str:
+def _statement(rows: int, dialect: Dialect) -> str:
     """The upsert of ``rows`` logins, with the dialect's numbered placeholders."""
     values = ", ".join(
         f"(${8 * n + 1}, ${8 * n + 2}, '{Consent.UNKNOWN.value}', ${8 * n + 3}, ${8 * n + 4},"
@@ -56,12 +55,7 @@ def _statement(rows: int, postgres: bool) -> str:
             refresh_expires_at = excluded.refresh_expires_at,
             updated_at = excluded.updated_at
         RETURNING {_RETURNED}"""  # noqa: S608 (fixed fragments; every value is a parameter)
-    return sql if postgres else re.sub(r"\$(\d+)", r"?\1", sql)
-
-
-def _timestamp(at: datetime, postgres: bool) -> datetime | str:
-    """A datetime as tortoise stores it: native on PostgreSQL, fixed-width UTC text on SQLite."""
-    return at if postgres else at.astimezone(UTC).isoformat(" ", timespec="microseconds")
+    return for_dialect(dialect, sql)
 
 
 @dataclass(slots=True)
@@ -73,10 +67,11 @@ class _Login:
     done: asyncio.Future[tuple[PlayerRow, bool]]
 
 
-class LoginWriter:
-    """Stores logins, the ones that arrive together in one statement."""
+class LoginWriter(Queries):
+    """Stores logins on one database, the ones that arrive together in one statement."""
 
-    def __init__(self) -> None:
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
         self._waiting: list[_Login] = []
         self._writing = False
 
@@ -108,7 +103,7 @@ class LoginWriter:
 
     async def _write(self, batch: list[_Login]) -> None:
         try:
-            stored = await _upsert(batch)
+            stored = await self._upsert(batch)
         except asyncio.CancelledError:
             for login in batch:
                 login.done.cancel()
@@ -123,25 +118,24 @@ class LoginWriter:
             if not login.done.done():
                 login.done.set_result((row, row.public_id == login.public_id))
 
-
-async def _upsert(batch: list[_Login]) -> dict[str, PlayerRow]:
-    """Write a batch in one statement; the rows as stored, by ``open_id``."""
-    # One row per player: a statement may not update a row twice, and a later login's tokens
-    # are the ones to keep (a code exchange's tokens are always the newest).
-    latest = {login.open_id: login for login in batch}
-    postgres = connection().capabilities.dialect == "postgres"
-    values: list[Any] = []
-    for login in latest.values():
-        tokens = login.tokens
-        values += [
-            login.open_id,
-            login.public_id,
-            tokens.scopes,
-            tokens.access_token,
-            _timestamp(tokens.access_expires_at, postgres),
-            tokens.refresh_token,
-            _timestamp(tokens.refresh_expires_at, postgres),
-            _timestamp(login.now, postgres),
-        ]
-    rows = await connection().execute_query_dict(_statement(len(latest), postgres), values)
-    return {row["open_id"]: PlayerRow._init_from_db(**row) for row in rows}
+    async def _upsert(self, batch: list[_Login]) -> dict[str, PlayerRow]:
+        """Write a batch in one statement; the rows as stored, by ``open_id``."""
+        # One row per player: a statement may not update a row twice, and a later login's
+        # tokens are the ones to keep (a code exchange's tokens are always the newest).
+        latest = {login.open_id: login for login in batch}
+        values: list[Any] = []
+        for login in latest.values():
+            tokens = login.tokens
+            values += [
+                login.open_id,
+                login.public_id,
+                tokens.scopes,
+                tokens.access_token,
+                db_timestamp(self.dialect, tokens.access_expires_at),
+                tokens.refresh_token,
+                db_timestamp(self.dialect, tokens.refresh_expires_at),
+                db_timestamp(self.dialect, login.now),
+            ]
+        sql = _statement(len(latest), self.dialect)
+        rows = await self.connection().execute_query_dict(sql, values)
+        return {row["open_id"]: PlayerRow._init_from_db(**row) for row in rows}

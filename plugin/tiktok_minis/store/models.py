@@ -1,7 +1,8 @@
 """Tortoise models: fields and ``Meta`` only. Queries live beside them in this package.
 
-``open_id`` is a player's primary key: every score, token and profile hangs off it. Clients
-never see it; they see ``public_id``.
+``open_id`` is a player's primary key: every score, token and profile hangs off it. Only the
+player's own connections are told it; everyone else (leaderboards, other players) sees
+``public_id``.
 """
 
 from __future__ import annotations

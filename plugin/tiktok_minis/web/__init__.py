@@ -1,2 +1,2 @@
-"""The HTTP face: TikTok's signed webhook (``webhook``). The avatar, health and static routes
-are mounted by the services that own them."""
+"""The HTTP face: TikTok's signed webhook (``webhook``) and the kept avatars (``avatars``). The
+health and static routes are mounted by the parts that own them."""

@@ -31,14 +31,17 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from enum import StrEnum
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tiktok_minis.services.players import Player, Players
-from tiktok_minis.store import webhooks as store
+from tiktok_minis.services.webhook_events import (
+    TIKTOK_RETRY_WINDOW,
+    WebhookEvents,
+    event_retention,
+)
 
 __all__ = [
     "DEFAULT_PATH",
@@ -60,8 +63,6 @@ SIGNATURE_HEADER = "TikTok-Signature"
 DEFAULT_PATH = "/ttminis/webhooks/tiktok"
 #: TikTok's events are small JSON objects; this bounds what an unsigned flood can make us hold.
 MAX_BODY_BYTES = 64 * 1024
-#: How long TikTok keeps retrying an event that was not answered 200.
-TIKTOK_RETRY_WINDOW = timedelta(hours=72)
 
 REMOVED = "authorization.removed"
 
@@ -142,14 +143,6 @@ def event_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def event_retention(tolerance_seconds: int) -> timedelta:
-    """How long handled events must be kept: TikTok's retry window plus the tolerance.
-
-    Pass it to :func:`tiktok_minis.store.webhooks.delete_older_than` in housekeeping.
-    """
-    return TIKTOK_RETRY_WINDOW + timedelta(seconds=tolerance_seconds)
-
-
 class _Event(BaseModel):
     """The envelope every event shares. Only what every event type carries is required, so a
     type this plugin ignores is still answered 200 and not retried for three days."""
@@ -207,6 +200,7 @@ class _RevocationWebhook:
     def __init__(
         self,
         players: Players,
+        events: WebhookEvents,
         *,
         client_key: str,
         client_secret: str,
@@ -214,39 +208,17 @@ class _RevocationWebhook:
         clock: Callable[[], float],
     ) -> None:
         self._players = players
+        self._events = events
         self._client_key = client_key
         self._client_secret = client_secret
         self._tolerance = tolerance_seconds
         self._clock = clock
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await _read_body(request, MAX_BODY_BYTES)
-        if body is None:
-            log.warning("webhook refused", extra={"event": "webhook_too_large"})
-            return _failure(
-                413, "payload_too_large", f"The body must be at most {MAX_BODY_BYTES} bytes."
-            )
-        verdict = verify_signature(
-            request.headers.get(SIGNATURE_HEADER),
-            body,
-            client_secret=self._client_secret,
-            tolerance_seconds=self._tolerance,
-            now=self._clock(),
-        )
-        if verdict is not Verdict.VALID:
-            log.warning(
-                "webhook refused", extra={"event": "webhook_bad_signature", "verdict": verdict}
-            )
-            return _failure(
-                401,
-                "invalid_signature",
-                f"The {SIGNATURE_HEADER} header is missing, malformed, wrong or too old.",
-            )
-        try:
-            event = _Event.model_validate_json(body)
-        except ValidationError:
-            log.warning("webhook refused", extra={"event": "webhook_malformed"})
-            return _failure(400, "invalid_payload", "The body is not a TikTok webhook event.")
+        verified = await self._verified(request)
+        if isinstance(verified, web.Response):
+            return verified
+        body, event = verified
         logged = {"tiktok_event": event.event[:_EVENT_LOGGED]}
         if event.client_key != self._client_key:
             # Signed with our secret yet for another app: a misconfiguration, never ours to act on.
@@ -280,23 +252,54 @@ class _RevocationWebhook:
         )
         return _ok()
 
+    async def _verified(self, request: web.Request) -> tuple[bytes, _Event] | web.Response:
+        """The body and the event it holds once the signature verifies; else the refusal."""
+        body = await _read_body(request, MAX_BODY_BYTES)
+        if body is None:
+            log.warning("webhook refused", extra={"event": "webhook_too_large"})
+            return _failure(
+                413, "payload_too_large", f"The body must be at most {MAX_BODY_BYTES} bytes."
+            )
+        verdict = verify_signature(
+            request.headers.get(SIGNATURE_HEADER),
+            body,
+            client_secret=self._client_secret,
+            tolerance_seconds=self._tolerance,
+            now=self._clock(),
+        )
+        if verdict is not Verdict.VALID:
+            log.warning(
+                "webhook refused", extra={"event": "webhook_bad_signature", "verdict": verdict}
+            )
+            return _failure(
+                401,
+                "invalid_signature",
+                f"The {SIGNATURE_HEADER} header is missing, malformed, wrong or too old.",
+            )
+        try:
+            event = _Event.model_validate_json(body)
+        except ValidationError:
+            log.warning("webhook refused", extra={"event": "webhook_malformed"})
+            return _failure(400, "invalid_payload", "The body is not a TikTok webhook event.")
+        return body, event
+
     async def _removed(
         self, digest: str, open_id: str, create_time: int
     ) -> tuple[str, Player | None]:
         """Act on a verified removal once: the outcome for the log, and the player if known."""
-        if not await store.claim_event(digest, REMOVED):
-            return "replay", None
-        try:
-            player = await self._players.get(open_id)
-            if player is None:
-                return "unknown_player", None
-            if self._overtaken(player, create_time):
-                return "overtaken", player
-            after = await self._players.revoke_grant(open_id, reason="webhook_removed")
-            return ("revoked", after) if after is not None else ("unknown_player", None)
-        except Exception:
-            await self._release(digest)
-            raise
+        outcome = await self._events.once(
+            digest, REMOVED, lambda: self._revoke(open_id, create_time)
+        )
+        return outcome if outcome is not None else ("replay", None)
+
+    async def _revoke(self, open_id: str, create_time: int) -> tuple[str, Player | None]:
+        player = await self._players.get(open_id)
+        if player is None:
+            return "unknown_player", None
+        if self._overtaken(player, create_time):
+            return "overtaken", player
+        after = await self._players.revoke_grant(open_id, reason="webhook_removed")
+        return ("revoked", after) if after is not None else ("unknown_player", None)
 
     def _overtaken(self, player: Player, create_time: int) -> bool:
         """Whether the player's profile was fetched after the removal: they granted again since.
@@ -308,19 +311,12 @@ class _RevocationWebhook:
         fetched = player.profile_fetched_at
         return fetched is not None and fetched.timestamp() > create_time + self._tolerance
 
-    async def _release(self, digest: str) -> None:
-        try:
-            await store.release_event(digest)
-        except Exception:
-            # The database that failed the handling may fail this too; TikTok's retry will then
-            # be taken for a replay, and the player's next profile refresh reverts them instead.
-            log.exception("webhook claim kept", extra={"event": "webhook_release_failed"})
-
 
 def add_webhook_route(
     app: web.Application,
     *,
     players: Players,
+    events: WebhookEvents,
     client_key: str,
     client_secret: str,
     tolerance_seconds: int,
@@ -330,7 +326,8 @@ def add_webhook_route(
     """Serve TikTok's webhook at ``POST path`` on ``app``.
 
     A verified ``authorization.removed`` for ``client_key`` takes the player back to the
-    placeholder through :meth:`Players.revoke_grant` (which pushes the change). Answers: 200
+    placeholder through :meth:`Players.revoke_grant` (which pushes the change), once per event
+    (``events`` keeps the claims). Answers: 200
     ``{"ok": true}`` for every verified event, acted on or not; 401 for a missing, wrong or
     stale signature; 400 for a body that is not an event; 413 past :data:`MAX_BODY_BYTES`;
     500 when acting failed (TikTok retries). ``clock`` gives the Unix time the signature's
@@ -338,6 +335,7 @@ def add_webhook_route(
     """
     webhook = _RevocationWebhook(
         players,
+        events,
         client_key=client_key,
         client_secret=client_secret,
         tolerance_seconds=tolerance_seconds,
