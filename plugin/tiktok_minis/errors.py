@@ -23,7 +23,11 @@ Only the realtime layer turns errors into acks; services and the TikTok client r
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    # Only for the annotation: services.players imports this module.
+    from tiktok_minis.services.players import Player
 
 __all__ = [
     "ConfigurationError",
@@ -103,7 +107,7 @@ class NotAuthorized(MinisError):
         message: str | None = None,
         *,
         log_id: str | None = None,
-        player: object | None = None,
+        player: Player | None = None,
     ) -> None:
         super().__init__(message, log_id=log_id)
         self.player = player

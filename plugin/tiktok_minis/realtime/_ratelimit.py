@@ -84,6 +84,3 @@ class KeyedBuckets:
         else:
             self._buckets.move_to_end(key)
         return bucket
-
-    def __len__(self) -> int:
-        return len(self._buckets)

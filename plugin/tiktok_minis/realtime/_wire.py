@@ -12,10 +12,13 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from tiktok_minis.errors import InvalidPayload
+from tiktok_minis.services.boards import BOARD_NAME_PATTERN
 from tiktok_minis.services.leaderboards import Entry
 from tiktok_minis.services.players import Player
+from tiktok_minis.support.int64 import INT64_MAX, INT64_MIN
 
 __all__ = [
+    "Ack",
     "AroundPayload",
     "AuthorizePayload",
     "BoardPayload",
@@ -28,12 +31,14 @@ __all__ = [
     "player_to_wire",
 ]
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
+#: An event's answer: ``{"ok": true, ...}`` or ``{"ok": false, "error": {...}}``.
+Ack = dict[str, Any]
 
 # TikTok does not document a code length; real codes are well under this bound.
 Code = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-BoardName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
+# The names ``Board`` accepts. Pydantic searches, hence the anchors; ``invalid_payload`` quotes
+# the anchored form.
+BoardName = Annotated[str, StringConstraints(pattern=f"^{BOARD_NAME_PATTERN}$")]
 Score = Annotated[int, Field(strict=True, ge=INT64_MIN, le=INT64_MAX)]
 
 
@@ -102,7 +107,8 @@ def parse(model: type[P], data: Any) -> P:
 
 
 def player_to_wire(player: Player) -> dict[str, Any]:
-    """The ``Player`` shape: sent only to that player's own connections."""
+    """The ``Player`` shape, ``open_id`` included: for that player's own connections only (the
+    acks of their own login, authorize and ``tiktok:me``, and ``player:update`` to their room)."""
     return {
         "id": player.id,
         "open_id": player.open_id,
@@ -114,7 +120,7 @@ def player_to_wire(player: Player) -> dict[str, Any]:
 
 
 def entry_to_wire(entry: Entry) -> dict[str, Any]:
-    """The ``Entry`` shape: what every client may see (no ``open_id``)."""
+    """The ``Entry`` shape: what every client may see, so the public ``id`` and no ``open_id``."""
     player = entry.player
     return {
         "rank": entry.rank,
