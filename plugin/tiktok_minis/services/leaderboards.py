@@ -36,6 +36,7 @@ from tiktok_minis.store import Store
 from tiktok_minis.store.score_removals import Removal
 from tiktok_minis.store.scores import BoardPeriod, ScoreWrite, Written
 from tiktok_minis.support.concurrency import KeyedLock, TaskSet
+from tiktok_minis.support.listeners import Listeners
 
 if TYPE_CHECKING:
     from tiktok_minis.ranking.redis import Sweep
@@ -156,9 +157,7 @@ class Leaderboards:
         # included, so an in-process index sees the writes in the order they committed.
         self._writes: KeyedLock[tuple[str, str, str]] = KeyedLock()
         self._removals = TaskSet("score-removals")
-        # A tuple, replaced on (un)subscribe: emitting iterates it without copying, and a
-        # listener that unsubscribes while being called does not disturb the iteration.
-        self._listeners: tuple[BoardListener, ...] = ()
+        self._listeners: Listeners[BoardChange] = Listeners(log, "board")
 
     # -- the change feed ---------------------------------------------------------------------
 
@@ -168,30 +167,10 @@ class Leaderboards:
         Listeners run synchronously inside ``submit``: keep them cheap (schedule work, do not
         await it). One that raises is logged and does not affect ``submit`` or other listeners.
         """
-        self._listeners = (*self._listeners, listener)
-        subscribed = True
-
-        def unsubscribe() -> None:
-            # One-shot, so that calling it twice cannot remove another subscription of the
-            # same listener.
-            nonlocal subscribed
-            if subscribed:
-                subscribed = False
-                listeners = list(self._listeners)
-                listeners.remove(listener)
-                self._listeners = tuple(listeners)
-
-        return unsubscribe
+        return self._listeners.subscribe(listener)
 
     def _emit(self, change: BoardChange) -> None:
-        for listener in self._listeners:
-            try:
-                listener(change)
-            except Exception:
-                log.exception(
-                    "board listener failed",
-                    extra={"event": "listener_failed", "board": change.board},
-                )
+        self._listeners.emit(change, {"board": change.board})
 
     # -- writing -----------------------------------------------------------------------------
 

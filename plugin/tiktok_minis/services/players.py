@@ -30,6 +30,7 @@ from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.models import Consent, PlayerRow
 from tiktok_minis.store.players import FetchedProfile, new_public_id
 from tiktok_minis.support.concurrency import KeyedLock, SingleFlight
+from tiktok_minis.support.listeners import Listeners
 from tiktok_minis.tiktok.client import TikTokClient
 from tiktok_minis.tiktok.models import TikTokUser
 
@@ -80,31 +81,21 @@ class Players:
         self._token_locks: KeyedLock[str] = KeyedLock()
         self._profile_fetches: SingleFlight[str, Player] = SingleFlight()
         self._profile_writes: KeyedLock[str] = KeyedLock()
-        self._listeners: list[PlayerListener] = []
-        self._forgotten_listeners: list[PlayerListener] = []
+        self._listeners: Listeners[Player] = Listeners(log, "player")
+        self._forgotten_listeners: Listeners[Player] = Listeners(log, "forgotten player")
 
     # -- the change feed ---------------------------------------------------------------------
 
     def subscribe(self, listener: PlayerListener) -> Callable[[], None]:
         """Call ``listener`` with the player whenever what a client sees of them changes."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        return self._listeners.subscribe(listener)
 
     def subscribe_forgotten(self, listener: PlayerListener) -> Callable[[], None]:
         """Call ``listener`` with the player as they were, once they have been forgotten."""
-        self._forgotten_listeners.append(listener)
-        return lambda: self._forgotten_listeners.remove(listener)
+        return self._forgotten_listeners.subscribe(listener)
 
     def _changed(self, player: Player) -> None:
-        self._notify(self._listeners, player)
-
-    @staticmethod
-    def _notify(listeners: list[PlayerListener], player: Player) -> None:
-        for listener in list(listeners):
-            try:
-                listener(player)
-            except Exception:
-                log.exception("player listener failed", extra={"event": "listener_failed"})
+        self._listeners.emit(player)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -296,7 +287,7 @@ class Players:
                 "anonymised": anonymise_scores,
             },
         )
-        self._notify(self._forgotten_listeners, before)
+        self._forgotten_listeners.emit(before)
         return Forgotten(before, revoked, scores, anonymise_scores)
 
     async def _revoke_at_tiktok(self, row: PlayerRow) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from tiktok_minis.support.concurrency import TaskSet
+from tiktok_minis.support.listeners import Listeners
 
 __all__ = ["Feed", "Identified"]
 
@@ -55,15 +56,14 @@ class Feed(Generic[T]):
         self._read = read
         self._latest = latest
         self._poll_seconds = poll_seconds
-        self._listeners: list[Callable[[list[T]], None]] = []
+        self._listeners: Listeners[list[T]] = Listeners(log, "feed")
         self._cursor = 0
         self._gaps: dict[int, int] = {}  # a missing id -> the polls left to wait for it
         self._tasks = TaskSet(name)
 
     def subscribe(self, listener: Callable[[list[T]], None]) -> Callable[[], None]:
         """Call ``listener`` with every batch of new rows; returns the unsubscribe function."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+        return self._listeners.subscribe(listener)
 
     async def start(self) -> None:
         """Begin following the rows recorded from now on (``start`` after ``close`` works)."""
@@ -89,11 +89,7 @@ class Feed(Generic[T]):
                 expected = row.id + 1
         self._gaps = {gap: left - 1 for gap, left in self._gaps.items() if left > 1}
         if rows:
-            for listener in list(self._listeners):
-                try:
-                    listener(rows)
-                except Exception:
-                    log.exception("feed listener failed", extra={"event": "listener_failed"})
+            self._listeners.emit(rows)
         return rows
 
     async def _follow(self) -> None:
