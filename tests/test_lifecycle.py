@@ -24,7 +24,7 @@ from tiktok_minis.services.refresher import FIRST_BACKOFF, Refresher, backoff
 from tiktok_minis.store import Store
 from tiktok_minis.store.crypto import TokenCipher
 from tiktok_minis.store.models import AvatarRow, PlayerRow, ScoreRow
-from tiktok_minis.testing import GameClient
+from tiktok_minis.testing import GameClient, tiktok_client_of
 
 DAY = 86400.0
 
@@ -223,7 +223,7 @@ async def test_two_refreshers_over_one_postgres_refresh_each_player_once(
         # Another process's view: its own player service (own single-flight and token locks).
         other_players = Players(
             Store(minis.database),
-            minis._client,  # the same TikTok app, reached over the same emulator
+            tiktok_client_of(minis),  # the same TikTok app, over the same emulator
             TokenCipher(minis.settings.secret_keys),
             Placeholder(),
             clock=lambda: datetime.fromtimestamp(clock(), UTC),
@@ -293,7 +293,7 @@ async def test_a_429_storm_stays_within_the_upstream_rate(
         done = await game.minis.refresher.run_once()
         assert done.postponed == 12  # every one retried later, none lost
         assert len(arrivals) >= 6
-        throttle = game.minis._client.throttle
+        throttle = tiktok_client_of(game.minis).throttle
         assert throttle is not None and throttle.rate_limited >= 1
         # Over any window of t seconds at most rate * t + 1 attempts start; the emulator sees
         # them through the network's jitter, so allow it up to a second's worth more.

@@ -632,7 +632,13 @@ async def test_sweep_once_reads_the_window_it_is_given(make_index: Factory) -> N
 async def test_one_batch_with_a_row_many_times_ends_at_its_newest(make_index: Factory) -> None:
     """A batch with many versions of a row (and a removed row) ends at the newest version."""
     db = FakeDatabase()
-    index = await make_index(db)
+    batch: list[Row] = []
+
+    async def sweep(since: datetime) -> AsyncIterator[list[tuple[str, str, Order, Row]]]:
+        """The sweep a game would pass, fed one hand-made batch."""
+        yield [("b", PERIOD, "desc", row) for row in batch]
+
+    index = await make_index(db, sweep=sweep)
     await wait_for(lambda: answers(index, "b", "desc"), "the load")
     here = db.write("b", "desc", 1)
     there = db.write("b", "desc", 2, row_id=here.id)
@@ -644,12 +650,7 @@ async def test_one_batch_with_a_row_many_times_ends_at_its_newest(make_index: Fa
     stays = db.write("b", "desc", 4)
     await index.apply("b", PERIOD, "desc", stays)
     moved = db.write("b", "desc", 5, row_id=stays.id)
-    batch = [there, back, here, gone, there, moved, stays, back]
-
-    async def sweep(since: datetime) -> AsyncIterator[list[tuple[str, str, Order, Row]]]:
-        yield [("b", PERIOD, "desc", row) for row in batch]
-
-    index._sweep = sweep  # the sweep a game would pass, fed one hand-made batch
+    batch.extend([there, back, here, gone, there, moved, stays, back])
     assert await index.sweep_once(datetime.now(UTC)) == len(batch)
     await assert_exact(index, db, "b", "desc")
 

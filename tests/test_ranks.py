@@ -195,7 +195,7 @@ async def _check_against_oracle(
     for board in BOARDS:
         period = service.period(board.name)
         assert await index.ready(board.name, period, board.order)
-        render = service._entry
+        render = service.entry_of
         where = BoardPeriod(board.name, period, board.order)
         top = await service.top(board.name, 20)
         assert _shown(top) == _shown(await store.scores.top(where, 20, render))

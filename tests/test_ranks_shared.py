@@ -70,9 +70,9 @@ async def _assert_exact(game: Game, open_ids: list[str]) -> None:
     where = BoardPeriod(BOARD, service.period(BOARD), "desc")
     scores = game.minis.store.scores
     for open_id in open_ids:
-        counted = await scores.entry(where, open_id, service._entry)
+        counted = await scores.entry(where, open_id, service.entry_of)
         assert _shown(await service.entry(BOARD, open_id)) == _shown(counted)
-    counted_top = await scores.top(where, 10, service._entry)
+    counted_top = await scores.top(where, 10, service.entry_of)
     assert [_shown(e) for e in await service.top(BOARD)] == [_shown(e) for e in counted_top]
 
 

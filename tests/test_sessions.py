@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -165,7 +166,9 @@ async def test_a_player_gone_before_the_poll_answers_not_logged_in(sqlite_url: s
     async with run_game(settings) as game:
         client, user, _ = await game.logged_in()
         await game.minis.store.players.forget(
-            user.open_id, anonymise_scores=False, now=game.minis._now()
+            user.open_id,
+            anonymise_scores=False,
+            now=datetime.fromtimestamp(game.minis.clock(), UTC),
         )
         for event, payload in (
             ("leaderboard:submit", {"board": "global", "score": 5}),

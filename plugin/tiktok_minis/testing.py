@@ -16,12 +16,22 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import socketio
 from aiohttp import web
 
-__all__ = ["GameClient", "serve"]
+if TYPE_CHECKING:
+    from tiktok_minis.minis import TikTokMinis
+    from tiktok_minis.tiktok.client import TikTokClient
+
+__all__ = ["GameClient", "serve", "tiktok_client_of"]
+
+
+def tiktok_client_of(minis: TikTokMinis) -> TikTokClient:
+    """The TikTok client ``minis`` calls TikTok through: its upstream budget (``throttle``), or
+    the same app for a second service built by hand, as another process would."""
+    return minis._client
 
 
 @asynccontextmanager

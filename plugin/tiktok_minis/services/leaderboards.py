@@ -209,7 +209,7 @@ class Leaderboards:
                 raise UnknownPlayer(f"No player has open_id {open_id!r}.")
             return current
         self._emit(BoardChange(board, where.period))
-        return self._entry(
+        return self.entry_of(
             await self._rank(where, written),
             written.score,
             written.public_id,
@@ -249,7 +249,7 @@ class Leaderboards:
         where = self._where(definition, period)
         keys = await self._index.keys(board, where.period, where.order, 1, limit)
         if keys is None:
-            return await self._scores.top(where, limit, self._entry)
+            return await self._scores.top(where, limit, self.entry_of)
         return await self._entries(where.order, keys, first_rank=1)
 
     async def entry(self, board: str, open_id: str, *, period: str | None = None) -> Entry | None:
@@ -259,7 +259,7 @@ class Leaderboards:
         if row is None:
             return None
         rank = await self._rank(where, row)
-        return self._entry(rank, row.score, row.public_id, row.display_name, row.avatar_url)
+        return self.entry_of(rank, row.score, row.public_id, row.display_name, row.avatar_url)
 
     async def around(
         self, board: str, open_id: str, radius: int = 5, *, period: str | None = None
@@ -283,7 +283,7 @@ class Leaderboards:
             first = max(1, rank - radius)
             keys = await self._index.keys(board, where.period, where.order, first, rank + radius)
         if rank is None or keys is None:
-            return await self._scores.around(where, open_id, radius, self._entry)
+            return await self._scores.around(where, open_id, radius, self.entry_of)
         return await self._entries(where.order, keys, first_rank=first)
 
     def announce_all(self) -> None:
@@ -352,10 +352,10 @@ class Leaderboards:
         for rank, key in enumerate(keys, first_rank):
             player = shown.get(row_id_of(key))
             if player is not None:
-                entries.append(self._entry(rank, score_of(order, key), *player))
+                entries.append(self.entry_of(rank, score_of(order, key), *player))
         return entries
 
-    def _entry(
+    def entry_of(
         self,
         rank: int,
         score: int,
@@ -363,6 +363,8 @@ class Leaderboards:
         display_name: str | None,
         avatar_url: str | None,
     ) -> Entry:
+        """How this service shows a stored row at ``rank``: what the store's queries render
+        with, and what a check of the counted answers compares against."""
         # The name and avatar come from the player's row as it is now, never from the score.
         shown = self._placeholder.show(display_name, avatar_url)
         return Entry(
