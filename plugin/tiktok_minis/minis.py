@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 from tiktok_minis.errors import ConfigurationError
 from tiktok_minis.ops.health import Health, UpstreamHealth
 from tiktok_minis.ops.metrics import Metrics
-from tiktok_minis.ranking import MemoryRankIndex, NoRankIndex, RankIndex
 from tiktok_minis.realtime import (
     LoginHook,
     Realtime,
@@ -33,14 +31,11 @@ from tiktok_minis.realtime import (
 from tiktok_minis.sandbox import Sandbox, SandboxServer, create_control_app
 from tiktok_minis.sandbox.browser import add_sdk_route
 from tiktok_minis.services.avatars import Avatars
-from tiktok_minis.services.leaderboards import (
-    BoardRegistry,
-    Leaderboards,
-    index_loader,
-    index_sweep,
-)
+from tiktok_minis.services.housekeeping import Housekeeping
+from tiktok_minis.services.leaderboards import BoardRegistry, Leaderboards
 from tiktok_minis.services.players import Player, Players
 from tiktok_minis.services.profile import Placeholder
+from tiktok_minis.services.rank_indexes import rank_index_for
 from tiktok_minis.services.refresher import Refresher
 from tiktok_minis.services.sessions import Sessions, SessionSigner
 from tiktok_minis.services.webhook_events import WebhookEvents
@@ -56,7 +51,7 @@ from tiktok_minis.tiktok.client import TikTokClient
 from tiktok_minis.tiktok.throttle import RedisPace
 from tiktok_minis.web.avatars import add_avatar_routes
 from tiktok_minis.web.webhook import DEFAULT_PATH as WEBHOOK_PATH
-from tiktok_minis.web.webhook import add_webhook_route, event_retention
+from tiktok_minis.web.webhook import add_webhook_route
 
 __all__ = ["MINIS_KEY", "TikTokMinis"]
 
@@ -65,9 +60,6 @@ log = logging.getLogger("tiktok_minis")
 STATIC_DIR = Path(__file__).parent / "static"
 #: Where the plugin serves its own files and, in sandbox mode, the emulator's browser routes.
 URL_PREFIX = "/ttminis"
-
-
-_HOUSEKEEPING_SECONDS = 3600.0
 
 
 class TikTokMinis:
@@ -119,6 +111,12 @@ class TikTokMinis:
         self._build_boards(placeholder)
         self._build_sessions()
         self._webhook_events = WebhookEvents(self.store)
+        self._housekeeping = Housekeeping(
+            self.store,
+            self.sessions,
+            webhook_tolerance_seconds=self.settings.webhook_tolerance_seconds,
+            clock=self._now,
+        )
         self._login_hooks: list[LoginHook] = []
         self._realtime: Realtime | None = None
         #: What start opened, each with its close; ``close`` unwinds it in reverse.
@@ -171,7 +169,13 @@ class TikTokMinis:
     def _build_boards(self, placeholder: Placeholder) -> None:
         """The rank index, the leaderboard service, and the feed of scores removed anywhere."""
         #: Where the boards' order is kept for O(log n) ranks (``TTMINIS_RANK_INDEX``).
-        self.rank_index = self._rank_index()
+        self.rank_index = rank_index_for(
+            self.settings.rank_index,
+            store=self.store,
+            boards=self.boards,
+            redis=self.redis,
+            prefix=f"{self.settings.redis_channel}:rank",
+        )
         self.leaderboards = Leaderboards(
             self.boards, self.store, placeholder, clock=self._now, index=self.rank_index
         )
@@ -346,7 +350,7 @@ class TikTokMinis:
             self.refresher.start()
             opened.push_async_callback(self.refresher.close)
         opened.push_async_callback(self._close_tasks)
-        self._tasks.spawn(self._housekeeping_loop())
+        self._tasks.spawn(self._housekeeping.loop())
 
     async def _open_sandbox(self, sandbox: Sandbox) -> None:
         log.warning(
@@ -375,25 +379,9 @@ class TikTokMinis:
 
     async def housekeeping(self) -> int:
         """Delete what is no longer needed: webhook event digests past TikTok's retry window,
-        ended sessions older than any session can live.
-
-        Runs hourly while started; returns how many rows went.
-        """
-        retention = event_retention(self.settings.webhook_tolerance_seconds)
-        events = await self.store.webhook_events.delete_older_than(retention)
-        # Every process follows removals within a poll; a day is plenty for one that lagged.
-        removals = await self.store.score_removals.delete_older_than(
-            self._now() - timedelta(days=1)
-        )
-        return events + removals + await self.sessions.housekeeping()
-
-    async def _housekeeping_loop(self) -> None:
-        while True:
-            await asyncio.sleep(_HOUSEKEEPING_SECONDS)
-            try:
-                await self.housekeeping()
-            except Exception:
-                log.exception("housekeeping failed", extra={"event": "housekeeping_failed"})
+        score removals every process has followed, ended sessions older than any session can
+        live. Runs hourly while started; returns how many rows went."""
+        return await self._housekeeping.run()
 
     async def _lifespan(self, app: web.Application) -> AsyncIterator[None]:
         await self.start()
@@ -406,27 +394,6 @@ class TikTokMinis:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
-
-    def _rank_index(self) -> RankIndex:
-        """The rank index ``TTMINIS_RANK_INDEX`` asks for (``auto``: in memory for one process,
-        on Redis with ``TTMINIS_REDIS_URL``, several processes)."""
-        choice = self.settings.rank_index
-        if choice == "auto":
-            choice = "redis" if self.redis is not None else "memory"
-        if choice == "memory":
-            return MemoryRankIndex(index_loader(self.store))
-        if choice == "redis":
-            if self.redis is None:
-                raise ConfigurationError("TTMINIS_RANK_INDEX=redis needs TTMINIS_REDIS_URL.")
-            from tiktok_minis.ranking.redis import RedisRankIndex  # the redis extra is in
-
-            return RedisRankIndex(
-                self.redis,
-                index_loader(self.store),
-                prefix=f"{self.settings.redis_channel}:rank",
-                sweep=index_sweep(self.store, self.boards),
-            )
-        return NoRankIndex()
 
     def _player_forgotten(self, player: Player) -> None:
         # The forget recorded the end of the player's sessions: unbind this process's connections

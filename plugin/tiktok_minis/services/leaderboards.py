@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from tiktok_minis.errors import ScoreRejected, UnknownPlayer
-from tiktok_minis.ranking import Loader, NoRankIndex, RankIndex, Row, rank_key, row_id_of, score_of
-from tiktok_minis.ranking.keys import micros
+from tiktok_minis.ranking import NoRankIndex, RankIndex, Row, row_id_of, score_of
 from tiktok_minis.services.boards import (
     Board,
     BoardRegistry,
@@ -32,6 +30,7 @@ from tiktok_minis.services.boards import (
 )
 from tiktok_minis.services.clock import Clock, utc_now
 from tiktok_minis.services.profile import Placeholder
+from tiktok_minis.services.rank_indexes import index_loader, index_sweep, row_key
 from tiktok_minis.store import Store
 from tiktok_minis.store.score_removals import Removal
 from tiktok_minis.store.scores import BoardPeriod, ScoreWrite, Written
@@ -39,7 +38,7 @@ from tiktok_minis.support.concurrency import KeyedLock, TaskSet
 from tiktok_minis.support.listeners import Listeners
 
 if TYPE_CHECKING:
-    from tiktok_minis.ranking.redis import Sweep
+    pass
 
 __all__ = [
     "MAX_LIMIT",
@@ -63,10 +62,6 @@ log = logging.getLogger("tiktok_minis.leaderboards")
 
 #: The most entries ``top`` and ``around`` return to server code (clients get ``live_size``).
 MAX_LIMIT: Final = 1000
-
-
-def _key(order: Order, row_id: int, score: int, reached_at: datetime) -> int:
-    return rank_key(order, score, micros(reached_at), row_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,37 +92,6 @@ class BoardChange:
 
 
 BoardListener = Callable[[BoardChange], None]
-
-
-def index_loader(store: Store) -> Loader:
-    """A rank index's :data:`~tiktok_minis.ranking.Loader`: a board period's rows from
-    ``store``, best first, with their keys."""
-
-    async def load(board: str, period: str, order: Order) -> AsyncIterator[list[Row]]:
-        async for batch in store.scores.load(BoardPeriod(board, period, order)):
-            yield [
-                Row(row_id, version, _key(order, row_id, score, reached))
-                for row_id, version, score, reached in batch
-            ]
-
-    return load
-
-
-def index_sweep(store: Store, boards: BoardRegistry) -> Sweep:
-    """A shared rank index's repair: the rows written since a time, with their keys, for the
-    boards the game defines (it re-applies them; the versions make that harmless)."""
-
-    async def sweep(since: datetime) -> AsyncIterator[list[tuple[str, str, Order, Row]]]:
-        written = await store.scores.written_since(since)
-        rows = []
-        for board, period, (row_id, version, score, reached) in written:
-            if board in boards:
-                order = boards.get(board).order
-                key = _key(order, row_id, score, reached)
-                rows.append((board, period, order, Row(row_id, version, key)))
-        yield rows
-
-    return sweep
 
 
 class Leaderboards:
@@ -199,7 +163,7 @@ class Leaderboards:
                 ScoreWrite(where, definition.operator, open_id, score, now)
             )
             if written is not None:
-                key = _key(where.order, written.id, written.score, written.reached_at)
+                key = row_key(where.order, written.id, written.score, written.reached_at)
                 await self._index.apply(
                     board, where.period, where.order, Row(written.id, written.version, key)
                 )
@@ -276,7 +240,7 @@ class Leaderboards:
         row = await self._scores.row_of(where, open_id)
         if row is None:
             return []
-        key = _key(where.order, row.id, row.score, row.reached_at)
+        key = row_key(where.order, row.id, row.score, row.reached_at)
         rank = await self._index.rank(board, where.period, where.order, key)
         keys = None
         if rank is not None:
@@ -335,7 +299,7 @@ class Leaderboards:
 
     async def _rank(self, where: BoardPeriod, row: Written) -> int:
         """The row's rank: from the index, or counted in the database while it cannot say."""
-        key = _key(where.order, row.id, row.score, row.reached_at)
+        key = row_key(where.order, row.id, row.score, row.reached_at)
         rank = await self._index.rank(where.board, where.period, where.order, key)
         if rank is None:
             rank = await self._scores.rank_of(where, row)
