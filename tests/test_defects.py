@@ -7,10 +7,12 @@ HTTP; the avatar tests use small image servers of their own on loopback ports.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import socket
 import time
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +24,7 @@ from game import FAST_UPSTREAM, Game, run_game
 from ports import free_port
 from yarl import URL
 
-from tiktok_minis import NotAuthorized, Settings, TikTokMinis
+from tiktok_minis import Board, NotAuthorized, Settings, TikTokMinis
 from tiktok_minis.sandbox import ManualClock
 from tiktok_minis.services.avatars import Avatars
 from tiktok_minis.store import Store
@@ -411,3 +413,50 @@ def test_outside_sandbox_nothing_internal_is_allowed() -> None:
         Settings(client_key="key", client_secret="secret", secret_key="k" * 32, sandbox=False)
     )
     assert minis.avatars.allowed_origins == frozenset()
+
+
+# -- the lifecycle: what close() closes whatever the order of start, attach and close ---------
+
+
+@pytest.mark.redis
+async def test_close_without_start_still_closes_the_redis_client(
+    sqlite_url: str, redis_url: str
+) -> None:
+    """A readiness check before start opens a Redis connection; close() must close it."""
+    minis = TikTokMinis(
+        Settings(sandbox=True, database_url=sqlite_url, redis_url=redis_url, **FAST_UPSTREAM)
+    )
+    ok, detail = await minis.health.ready()
+    assert not ok and detail["redis"] is True  # not started, but Redis answered
+    await minis.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del minis
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_attach_after_an_explicit_start_is_closed_too(sqlite_url: str) -> None:
+    """start(), then attach(), a score pushed, close(): no push task of the plugin outlives it."""
+    minis = TikTokMinis(
+        Settings(sandbox=True, database_url=sqlite_url, refresher_enabled=False, **FAST_UPSTREAM)
+    )
+    minis.boards.define(Board("global", client_scores=True))
+    await minis.start()
+    sio = minis.create_server()
+    app = web.Application()
+    sio.attach(app)
+    minis.attach(sio, app)
+    assert minis.sandbox is not None
+    user = minis.sandbox.add_user()
+    player = await minis.players.login(minis.sandbox.login_code(user.open_id))
+    await minis.leaderboards.submit(player.open_id, "global", 10)
+    await minis.close()
+    mine = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+        and not task.done()
+        and "tiktok_minis" in (task.get_coro().cr_code.co_filename if task.get_coro() else "")
+    ]
+    assert mine == []

@@ -326,8 +326,6 @@ class TikTokMinis:
     async def _open_parts(self) -> None:
         """Open each part and put its close on the stack: ``close`` runs them in reverse."""
         opened = self._opened
-        if self.redis is not None:
-            opened.push_async_callback(self.redis.aclose)
         await self.database.open()
         opened.push_async_callback(self.database.close)
         if self.sandbox is not None:
@@ -336,6 +334,11 @@ class TikTokMinis:
         opened.push_async_callback(self._client.close)
         await self.avatars.start()
         opened.push_async_callback(self.avatars.close)
+        # The pushes in flight end after every service below has closed, before the client
+        # and the database they use. A closed set refuses (and closes) late spawns.
+        if self._tasks.closed:
+            self._tasks = TaskSet("tiktok-minis")
+        opened.push_async_callback(self._tasks.close)
         await self.sessions.start()
         opened.push_async_callback(self.sessions.close)
         await self.rank_index.start()
@@ -345,11 +348,11 @@ class TikTokMinis:
         opened.push_async_callback(self._score_removals.close)
         if self._realtime is not None:
             self._realtime.start()
-            opened.push_async_callback(self._realtime.close)
+        # Whatever is attached by close time: a game may attach after an explicit start().
+        opened.push_async_callback(self._close_realtime)
         if self.settings.refresher_enabled:
             self.refresher.start()
             opened.push_async_callback(self.refresher.close)
-        opened.push_async_callback(self._close_tasks)
         self._tasks.spawn(self._housekeeping.loop())
 
     async def _open_sandbox(self, sandbox: Sandbox) -> None:
@@ -366,16 +369,23 @@ class TikTokMinis:
         # internal, may be fetched (replaced on every start: the port changes).
         self.avatars.allowed_origins = frozenset({server.url})
 
-    async def _close_tasks(self) -> None:
-        """Wait for (or cancel) the pushes in flight, and leave a fresh set for the next start."""
-        tasks, self._tasks = self._tasks, TaskSet("tiktok-minis")
-        await tasks.close()
+    async def _close_realtime(self) -> None:
+        if self._realtime is not None:
+            await self._realtime.close()
 
     async def close(self) -> None:
-        """Close everything ``start`` opened, in reverse. Closing twice is harmless."""
+        """Close everything ``start`` opened, in reverse. Closing twice is harmless.
+
+        The Redis client is closed whether or not the plugin started: it exists from the
+        constructor on, and a readiness check before ``start`` opens a connection.
+        """
         self._started = False
         opened, self._opened = self._opened, AsyncExitStack()
-        await opened.aclose()
+        try:
+            await opened.aclose()
+        finally:
+            if self.redis is not None:
+                await self.redis.aclose()
 
     async def housekeeping(self) -> int:
         """Delete what is no longer needed: webhook event digests past TikTok's retry window,
